@@ -1,0 +1,11 @@
+//! shellcage: run one command inside a Linux sandbox built from kernel mechanisms.
+//!
+//! The data flow (see README "Architecture"): argv → `cli` → `profile` →
+//! [`policy::Policy`] → `probe` → [`plan::Plan`] → `sandbox` (apply) → `supervise`.
+
+pub mod plan;
+pub mod policy;
+pub mod probe;
+pub mod profile;
+pub mod sandbox;
+pub mod sys;

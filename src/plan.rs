@@ -1,0 +1,1 @@
+//! Policy + kernel features → Plan.

@@ -1,0 +1,1 @@
+//! Kernel feature probing (owned by the probe work item).

@@ -1,0 +1,1 @@
+//! TOML profiles → `Policy` (owned by the profile work item).

@@ -1,0 +1,1 @@
+//! Landlock rules (owned by the landlock work item).

@@ -1,0 +1,4 @@
+//! Applying a `Plan`: one module per kernel mechanism.
+
+pub mod landlock;
+pub mod seccomp;

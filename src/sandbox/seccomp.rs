@@ -1,0 +1,1 @@
+//! seccomp filter (owned by the seccomp work item).

@@ -1,0 +1,1 @@
+//! The only home of `unsafe` and raw syscalls.
