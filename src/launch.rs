@@ -1,0 +1,467 @@
+//! One run, end to end: options → Policy → Plan → Launch → spawn → supervise
+//! → cleanup → report. Each step is a plain function of the previous value.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde::Serialize;
+
+use crate::cli::{NetArg, RunOpts};
+use crate::plan::{self, Plan, Tier};
+use crate::policy::{Access, NetMode, PathRule, Policy, TierChoice};
+use crate::probe::Features;
+use crate::profile::{self, LoadContext};
+use crate::sandbox::env::{self, EnvOutcome, Fixed};
+use crate::sandbox::landlock::LandlockSpec;
+use crate::sandbox::mount::{self, DEV_NODES, EnvScan, MountPlan};
+use crate::sandbox::seccomp::{self, SeccompSpec};
+use crate::sandbox::spawn::{self, SpawnError};
+use crate::sandbox::{Launch, init};
+use crate::supervise::{self, Outcome};
+
+/// Errors before anything runs: all exit 125.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Profile(#[from] profile::ProfileError),
+    #[error("{0}")]
+    Refused(#[from] plan::Refusal),
+    #[error("{0}")]
+    Mount(#[from] mount::MountError),
+    #[error("{0}")]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("{0}")]
+    Spawn(#[from] SpawnError),
+    #[error("{0}")]
+    Sys(#[from] crate::sys::SysError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the caller asked for.
+pub struct Request {
+    pub opts: RunOpts,
+    pub argv: Vec<String>,
+    /// An interactive shell on a terminal (`shellcage sh` without `-c`).
+    pub interactive: bool,
+}
+
+/// The JSON report (`--report json`).
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub shellcage: &'static str,
+    pub profile: &'a str,
+    pub profile_source: &'a str,
+    pub profile_hash: &'a str,
+    pub tier: Tier,
+    pub workspace: &'a Path,
+    pub argv: &'a [String],
+    pub network: NetMode,
+    pub enforcement: &'a [plan::Enforcement],
+    pub environment: &'a EnvOutcome,
+    pub env_files: Option<&'a EnvScan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<&'a str>,
+    pub outcome: &'a Outcome,
+}
+
+/// The caller's home directory ($HOME, else the password database).
+pub fn home_dir() -> Result<PathBuf, LaunchError> {
+    if let Some(h) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+    {
+        return Ok(h);
+    }
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .ok_or_else(|| {
+            LaunchError::Invalid("cannot find the home directory (hint: set HOME)".into())
+        })
+}
+
+/// The workspace: the flag, else $SHELLCAGE_WORKSPACE, else the top of the git
+/// work tree holding `cwd`, else `cwd`.
+pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, LaunchError> {
+    let (given, what) = match flag {
+        Some(p) => (Some(p.to_path_buf()), "--workspace"),
+        None => (
+            std::env::var_os("SHELLCAGE_WORKSPACE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            "SHELLCAGE_WORKSPACE",
+        ),
+    };
+    let chosen = match given {
+        Some(p) => {
+            let canon = std::fs::canonicalize(&p).map_err(|e| {
+                LaunchError::Invalid(format!(
+                    "{what} {}: {}",
+                    p.display(),
+                    e.to_string().to_lowercase()
+                ))
+            })?;
+            if !canon.is_dir() {
+                return Err(LaunchError::Invalid(format!(
+                    "{what} {}: not a directory",
+                    p.display()
+                )));
+            }
+            canon
+        }
+        None => cwd
+            .ancestors()
+            .find(|d| d.join(".git").exists())
+            .unwrap_or(cwd)
+            .to_path_buf(),
+    };
+    Ok(chosen)
+}
+
+fn absolute(p: &Path, cwd: &Path, flag: &str) -> Result<PathBuf, LaunchError> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    std::fs::canonicalize(&joined).map_err(|e| {
+        LaunchError::Invalid(format!(
+            "{flag} {}: {}",
+            p.display(),
+            e.to_string().to_lowercase()
+        ))
+    })
+}
+
+/// Load the profile and apply the command-line additions.
+pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
+    let home = home_dir()?;
+    let workspace = resolve_workspace(opts.workspace.as_deref(), cwd)?;
+    let name = opts
+        .profile
+        .clone()
+        .or_else(|| {
+            std::env::var("SHELLCAGE_PROFILE")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .unwrap_or_else(|| "dev".into());
+    let ctx = LoadContext {
+        user_dir: Some(home.join(".config/shellcage/profiles")),
+        home,
+        workspace,
+    };
+    let mut policy = profile::load(&name, &ctx)?;
+    for (list, access, flag) in [
+        (&opts.read, Access::Read, "--read"),
+        (&opts.write, Access::Write, "--write"),
+    ] {
+        for p in list {
+            let path = absolute(p, cwd, flag)?;
+            if let Some(h) = policy
+                .hide
+                .iter()
+                .find(|h| mount::pattern_covers(&h.pattern, &path))
+            {
+                return Err(LaunchError::Invalid(format!(
+                    "{flag} {}: hidden by the profile ({})",
+                    p.display(),
+                    h.pattern.display()
+                )));
+            }
+            policy.paths.push(PathRule {
+                path,
+                access,
+                optional: false,
+            });
+        }
+    }
+    if let Some(net) = opts.net {
+        policy.network = match net {
+            NetArg::None => NetMode::None,
+            NetArg::Loopback => NetMode::Loopback,
+            NetArg::Host => NetMode::Host,
+        };
+    }
+    for spec in &opts.env {
+        let (name, value) = match spec.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (spec.as_str(), None),
+        };
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || name.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(LaunchError::Invalid(format!(
+                "--env {spec}: invalid variable name '{name}'"
+            )));
+        }
+        policy.env.explicit.push((name.to_string(), value));
+    }
+    if let Some(t) = &opts.timeout {
+        let d = profile::parse_duration(t)
+            .map_err(|e| LaunchError::Invalid(format!("--timeout {t}: {e}")))?;
+        policy.limits.timeout = Some(d);
+    }
+    if opts.report.is_some() || opts.report_file.is_some() {
+        policy.report = true;
+    }
+    Ok(policy)
+}
+
+fn landlock_spec(policy: &Policy, plan: &Plan, mounts: Option<&MountPlan>) -> LandlockSpec {
+    let (read, write) = match mounts {
+        Some(m) => (m.visible.read.clone(), m.visible.write.clone()),
+        None => {
+            let mut read = Vec::new();
+            let mut write = vec![PathBuf::from("/tmp")];
+            for r in &policy.paths {
+                match r.access {
+                    Access::Read => read.push(r.path.clone()),
+                    Access::Write => write.push(r.path.clone()),
+                }
+            }
+            match policy.workspace_access {
+                Access::Read => read.push(policy.workspace.clone()),
+                Access::Write => write.push(policy.workspace.clone()),
+            }
+            (read, write)
+        }
+    };
+    let mut dev_rw: Vec<PathBuf> = DEV_NODES
+        .iter()
+        .map(|n| Path::new("/dev").join(n))
+        .collect();
+    dev_rw.push(PathBuf::from("/dev/pts"));
+    LandlockSpec {
+        read,
+        write,
+        dev_rw,
+        proc_path: Some(PathBuf::from("/proc")),
+        deny_tcp: plan.landlock_tcp,
+        scopes: plan.landlock_scopes,
+        required: plan.landlock_abi > 0
+            && (policy.landlock == crate::policy::Requirement::Required
+                || plan.tier == Tier::Container),
+    }
+}
+
+/// Where the command starts: the caller's directory when the sandbox shows it.
+fn sandbox_cwd(policy: &Policy, cwd: &Path) -> PathBuf {
+    let visible = cwd.starts_with(&policy.workspace)
+        || policy
+            .paths
+            .iter()
+            .any(|r| cwd.starts_with(&r.path) && r.path.exists());
+    if visible {
+        cwd.to_path_buf()
+    } else {
+        policy.workspace.clone()
+    }
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+fn prepare(
+    policy: &Policy,
+    plan: Plan,
+    req: &Request,
+    cwd: &Path,
+) -> Result<(Launch, EnvOutcome), LaunchError> {
+    let mounts = match plan.tier {
+        Tier::Namespaces => Some(mount::describe(policy)?),
+        Tier::Container => None,
+    };
+    let run_cwd = match plan.tier {
+        Tier::Namespaces => sandbox_cwd(policy, cwd),
+        Tier::Container => cwd.to_path_buf(),
+    };
+    let user = user_name();
+    let shell = policy.shell_path().map(Path::to_path_buf);
+    let env = env::build(
+        &policy.env,
+        std::env::vars_os(),
+        &Fixed {
+            home: &policy.home,
+            user: &user,
+            pwd: &run_cwd,
+            profile: &policy.profile,
+            shell: shell.as_deref(),
+        },
+    );
+    let argv = req
+        .argv
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| LaunchError::Invalid(format!("argument contains a NUL byte: {a:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let seccomp = seccomp::build(&SeccompSpec {
+        allow_inet: plan.seccomp_allow_inet,
+    })?;
+    let landlock = landlock_spec(policy, &plan, mounts.as_ref());
+    let launch = Launch {
+        mounts,
+        argv,
+        envp: env.to_cstrings(),
+        path: env.vars.get("PATH").cloned().unwrap_or_default(),
+        cwd: run_cwd,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        hostname: "shellcage",
+        seccomp,
+        landlock,
+        limits: policy.limits.clone(),
+        interactive: req.interactive,
+        plan,
+    };
+    Ok((launch, env))
+}
+
+/// Signals the supervisor handles itself (forwarded into the sandbox).
+fn supervised_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in init::FORWARDED {
+        set.add(s);
+    }
+    set
+}
+
+/// Run the request; returns shellcage's exit code. Errors mean nothing ran.
+pub fn run(req: Request) -> Result<i32, LaunchError> {
+    let start = Instant::now();
+    let cwd = std::env::current_dir()
+        .map_err(|e| LaunchError::Invalid(format!("cannot read the current directory: {e}")))?;
+    let policy = build_policy(&req.opts, &cwd)?;
+    if req.argv.is_empty() {
+        return Err(LaunchError::Invalid("no command given".into()));
+    }
+    let features = Features::for_launch();
+    let plan = plan::plan(&policy, &features, policy.tier != TierChoice::Container)?;
+
+    // Block the supervised signals before the clone: the init inherits the
+    // mask (it waits for them synchronously) and we read them from a signalfd.
+    let set = supervised_signals();
+    let mut block = set;
+    block.add(Signal::SIGTTOU);
+    block.add(Signal::SIGTTIN);
+    let mut old_mask = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old_mask))
+        .map_err(|e| crate::sys::SysError::new("sigprocmask", "supervisor", e))?;
+    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| crate::sys::SysError::new("signalfd", "supervisor", e))?;
+
+    let (mut launch, mut env_out) = prepare(&policy, plan, &req, &cwd)?;
+    let mut fallback = None;
+    let spawned = match spawn::spawn(&launch) {
+        Ok(s) => s,
+        Err(SpawnError::Namespaces(err)) if policy.tier == TierChoice::Auto => {
+            cleanup(&launch, &policy);
+            let plan = plan::plan(&policy, &features, false)?;
+            let msg = format!(
+                "user namespaces unavailable ({err}); running in the container tier: Landlock + seccomp, no private /tmp, host processes visible"
+            );
+            eprintln!("shellcage: {msg}");
+            fallback = Some(msg);
+            (launch, env_out) = prepare(&policy, plan, &req, &cwd)?;
+            spawn::spawn(&launch).inspect_err(|_| cleanup(&launch, &policy))?
+        }
+        Err(SpawnError::Namespaces(err)) => {
+            cleanup(&launch, &policy);
+            return Err(LaunchError::Refused(plan::Refusal {
+                guarantee: plan::Guarantee::FilesystemView.name(),
+                missing: format!(
+                    "cannot create user namespace: {}",
+                    err.errno.desc().to_lowercase()
+                ),
+                hint: features.userns_hint(),
+            }));
+        }
+        Err(e) => {
+            cleanup(&launch, &policy);
+            return Err(e.into());
+        }
+    };
+    let outcome = supervise::supervise(
+        spawned.child,
+        spawned.report,
+        &signals,
+        policy.limits.timeout,
+        start,
+        launch.plan.tier == Tier::Container,
+    );
+    cleanup(&launch, &policy);
+    if req.interactive {
+        let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+
+    for e in &outcome.errors {
+        eprintln!("shellcage: {e}");
+    }
+    if outcome.status == supervise::Status::TimedOut {
+        let t = policy.limits.timeout.unwrap_or_default();
+        eprintln!("shellcage: timeout after {:?}: the sandbox was killed", t);
+    }
+    if let supervise::Status::Signaled(31) = outcome.status {
+        eprintln!(
+            "shellcage: the command was killed by SIGSYS: seccomp refused a system call from a foreign ABI"
+        );
+    }
+    if policy.report {
+        let report = Report {
+            shellcage: env!("CARGO_PKG_VERSION"),
+            profile: &policy.profile,
+            profile_source: &policy.source,
+            profile_hash: &policy.profile_hash,
+            tier: launch.plan.tier,
+            workspace: &policy.workspace,
+            argv: &req.argv,
+            network: policy.network,
+            enforcement: &launch.plan.enforcement,
+            environment: &env_out,
+            env_files: launch.mounts.as_ref().map(|m| &m.env_scan),
+            fallback: fallback.as_deref(),
+            outcome: &outcome,
+        };
+        write_report(&report, req.opts.report_file.as_deref());
+    }
+    Ok(outcome.exit_code)
+}
+
+fn cleanup(launch: &Launch, policy: &Policy) {
+    if let Some(m) = &launch.mounts {
+        mount::cleanup(m, policy);
+    }
+}
+
+fn write_report(report: &Report<'_>, file: Option<&Path>) {
+    let Ok(json) = serde_json::to_string(report) else {
+        return;
+    };
+    match file {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, format!("{json}\n")) {
+                eprintln!("shellcage: cannot write report {}: {e}", path.display());
+            }
+        }
+        None => eprintln!("{json}"),
+    }
+}

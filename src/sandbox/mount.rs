@@ -1,0 +1,775 @@
+//! The mount namespace: a new root built from a tmpfs, bind mounts of the
+//! allowed host paths (at the same paths), masks over secrets, and read-only
+//! binds over protected workspace paths.
+//!
+//! `describe` runs in the supervisor before any namespace exists: it reads the
+//! host (stat, readdir, glob) and produces a [`MountPlan`], a list of
+//! operations. `apply` runs in the sandbox init and only executes that list.
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::mount::{MntFlags, MsFlags};
+use serde::Serialize;
+
+use crate::policy::{Access, Policy};
+use crate::sys::{self, SysError};
+
+/// Device nodes bound from the host into the sandbox's /dev.
+pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{0}")]
+    Sys(#[from] SysError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MountError + use<> {
+    let path = path.to_path_buf();
+    move |source| MountError::Io { what, path, source }
+}
+
+/// One step of building the sandbox root. Paths in `at` are sandbox paths
+/// (equal to the host paths they show); `src` are host paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Tmpfs {
+        at: PathBuf,
+        size: u64,
+        mode: u32,
+    },
+    Bind {
+        src: PathBuf,
+        at: PathBuf,
+        readonly: bool,
+        dir: bool,
+    },
+    Symlink {
+        target: PathBuf,
+        at: PathBuf,
+    },
+    Mask {
+        at: PathBuf,
+        dir: bool,
+    },
+    Dev {
+        shm_size: u64,
+    },
+    Proc,
+}
+
+impl Op {
+    fn at(&self) -> &Path {
+        match self {
+            Op::Tmpfs { at, .. }
+            | Op::Bind { at, .. }
+            | Op::Symlink { at, .. }
+            | Op::Mask { at, .. } => at,
+            Op::Dev { .. } => Path::new("/dev"),
+            Op::Proc => Path::new("/proc"),
+        }
+    }
+}
+
+/// Paths as the Landlock layer sees them inside the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VisiblePaths {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+}
+
+/// What the scan for `.env` files did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EnvScan {
+    pub dirs_read: usize,
+    pub hidden: Vec<PathBuf>,
+    /// The scan hit `max_dirs` before finishing.
+    pub truncated: bool,
+}
+
+/// Everything `apply` needs, computed on the host side.
+#[derive(Debug, Serialize)]
+pub struct MountPlan {
+    pub ops: Vec<Op>,
+    pub visible: VisiblePaths,
+    pub env_scan: EnvScan,
+    /// Placeholders this run created on the host (removed at exit).
+    pub placeholders: Vec<PathBuf>,
+    /// Shared lock on the workspace directory while placeholders may exist.
+    #[serde(skip)]
+    pub workspace_lock: Option<Flock<std::fs::File>>,
+}
+
+/// A protected path that is missing is masked by a placeholder with this exact
+/// shape: empty, mode 000. Cleanup removes only files of this shape.
+fn is_placeholder(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o7777 == 0
+        && (meta.is_dir() || (meta.is_file() && meta.len() == 0))
+}
+
+fn depth(p: &Path) -> usize {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count()
+}
+
+fn is_within(p: &Path, root: &Path) -> bool {
+    p.starts_with(root)
+}
+
+/// Build the mount plan for `policy`.
+pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
+    let ws = &policy.workspace;
+    let home = &policy.home;
+    if depth(ws) == 0 || is_within(home, ws) {
+        return Err(MountError::Invalid(format!(
+            "workspace {} contains the home directory {} (hint: pass --workspace with a project directory)",
+            ws.display(),
+            home.display()
+        )));
+    }
+    let ws_access = policy.workspace_access;
+    let mut tree: Vec<Op> = vec![
+        Op::Tmpfs {
+            at: PathBuf::from("/tmp"),
+            size: policy.limits.tmp_size,
+            mode: 0o1777,
+        },
+        Op::Tmpfs {
+            at: home.clone(),
+            size: policy.limits.home_size,
+            mode: 0o700,
+        },
+        Op::Dev {
+            shm_size: policy.limits.tmp_size,
+        },
+        Op::Proc,
+    ];
+    let mut visible = VisiblePaths::default();
+    visible.write.push(PathBuf::from("/tmp"));
+    visible.write.push(home.clone());
+    visible.write.push(PathBuf::from("/dev/shm"));
+
+    // Binds: the profile's paths, then the workspace. A later rule for the
+    // same path wins (the command line comes after the profile).
+    let mut binds: Vec<(PathBuf, Access)> = Vec::new();
+    fn add_bind(binds: &mut Vec<(PathBuf, Access)>, path: PathBuf, access: Access) {
+        binds.retain(|(p, _)| p != &path);
+        binds.push((path, access));
+    }
+    for rule in &policy.paths {
+        match std::fs::symlink_metadata(&rule.path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target =
+                    std::fs::read_link(&rule.path).map_err(io_err("readlink", &rule.path))?;
+                match std::fs::canonicalize(&rule.path) {
+                    Ok(canon) => {
+                        tree.push(Op::Symlink {
+                            target,
+                            at: rule.path.clone(),
+                        });
+                        if !binds.iter().any(|(p, _)| is_within(&canon, p))
+                            && !is_system_symlink_target(&canon, &policy.paths)
+                        {
+                            add_bind(&mut binds, canon, rule.access);
+                        }
+                    }
+                    Err(_) if rule.optional => continue,
+                    Err(e) => {
+                        return Err(MountError::Io {
+                            what: "cannot resolve",
+                            path: rule.path.clone(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Ok(_) => add_bind(&mut binds, rule.path.clone(), rule.access),
+            Err(_) if rule.optional => continue,
+            Err(e) => {
+                return Err(MountError::Io {
+                    what: "cannot read",
+                    path: rule.path.clone(),
+                    source: e,
+                });
+            }
+        }
+    }
+    add_bind(&mut binds, ws.clone(), ws_access);
+    for (path, access) in &binds {
+        let meta = std::fs::metadata(path).map_err(io_err("cannot read", path))?;
+        tree.push(Op::Bind {
+            src: path.clone(),
+            at: path.clone(),
+            readonly: *access == Access::Read,
+            dir: meta.is_dir(),
+        });
+        match access {
+            Access::Read => visible.read.push(path.clone()),
+            Access::Write => visible.write.push(path.clone()),
+        }
+    }
+    // Parents before children; at equal depth the order above (tmpfs first).
+    tree.sort_by_key(|op| depth(op.at()));
+
+    let bound = |p: &Path| binds.iter().any(|(b, _)| is_within(p, b));
+    let mut masks: Vec<Op> = Vec::new();
+
+    // Protected paths: read-only over themselves; placeholders when missing.
+    let mut placeholders = Vec::new();
+    let mut workspace_lock = None;
+    if ws_access == Access::Write && !policy.protect.is_empty() {
+        let dir = std::fs::File::open(ws).map_err(io_err("cannot open workspace", ws))?;
+        let lock = Flock::lock(dir, FlockArg::LockShared)
+            .map_err(|(_, e)| SysError::new("flock", ws.display(), e))?;
+        workspace_lock = Some(lock);
+        let mut protected: Vec<(PathBuf, bool)> = Vec::new();
+        for rel in &policy.protect {
+            let full = ws.join(rel);
+            let target = match std::fs::symlink_metadata(&full) {
+                Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(&full) {
+                    // A symlink: protect what it points to, when that is writable here.
+                    Ok(canon) if is_within(&canon, ws) => Some((canon.clone(), canon.is_dir())),
+                    _ => None,
+                },
+                Ok(meta) => Some((full.clone(), meta.is_dir())),
+                Err(_) => {
+                    // Protect the topmost missing ancestor, so nothing below it can be created.
+                    let mut top = ws.clone();
+                    for comp in rel.components() {
+                        top.push(comp);
+                        if std::fs::symlink_metadata(&top).is_err() {
+                            break;
+                        }
+                    }
+                    let as_file = top == full && looks_like_file(&full);
+                    let created = if as_file {
+                        sys::create_empty_file_mode0(&top)
+                    } else {
+                        std::fs::DirBuilder::new().mode(0).create(&top)
+                    };
+                    match created {
+                        Ok(()) => placeholders.push(top.clone()),
+                        // A concurrent run created it first: it is a placeholder too.
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            let plan = MountPlan {
+                                ops: vec![],
+                                visible: VisiblePaths::default(),
+                                env_scan: EnvScan::default(),
+                                placeholders,
+                                workspace_lock,
+                            };
+                            cleanup(&plan, policy);
+                            return Err(MountError::Io {
+                                what: "cannot create placeholder",
+                                path: top,
+                                source: e,
+                            });
+                        }
+                    }
+                    Some((top.clone(), !as_file))
+                }
+            };
+            if let Some(t) = target {
+                if !protected.iter().any(|(p, _)| p == &t.0) {
+                    protected.push(t);
+                }
+            }
+        }
+        for (path, dir) in protected {
+            masks.push(Op::Bind {
+                src: path.clone(),
+                at: path,
+                readonly: true,
+                dir,
+            });
+        }
+    }
+
+    // Secrets inside visible trees.
+    for rule in &policy.hide {
+        for found in expand_glob(&rule.pattern) {
+            let (path, meta) = match std::fs::symlink_metadata(&found) {
+                Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&found) {
+                    Ok(c) => match std::fs::metadata(&c) {
+                        Ok(m) => (c, m),
+                        Err(_) => continue,
+                    },
+                    Err(_) => continue,
+                },
+                Ok(m) => (found, m),
+                Err(_) => continue,
+            };
+            if bound(&path) && !masks.iter().any(|m| m.at() == path) {
+                masks.push(Op::Mask {
+                    at: path,
+                    dir: meta.is_dir(),
+                });
+            }
+        }
+    }
+
+    // `.env` files in the workspace.
+    let mut env_scan = EnvScan::default();
+    if policy.env_files.enabled {
+        scan_env_files(ws, 0, policy, &mut env_scan);
+        for f in &env_scan.hidden {
+            masks.push(Op::Mask {
+                at: f.clone(),
+                dir: false,
+            });
+        }
+    }
+
+    tree.extend(masks);
+    Ok(MountPlan {
+        ops: tree,
+        visible,
+        env_scan,
+        placeholders,
+        workspace_lock,
+    })
+}
+
+/// Is `canon` already visible because a rule's directory is (a /bin → usr/bin
+/// symlink needs no bind of its own when /usr is bound)?
+fn is_system_symlink_target(canon: &Path, rules: &[crate::policy::PathRule]) -> bool {
+    rules.iter().any(|r| {
+        is_within(canon, &r.path) && std::fs::symlink_metadata(&r.path).is_ok_and(|m| m.is_dir())
+    })
+}
+
+/// File-like protected names get a file placeholder; the rest a directory.
+fn looks_like_file(p: &Path) -> bool {
+    let name = p.file_name().map(OsStr::as_bytes).unwrap_or_default();
+    name == b".envrc"
+        || name == b"config"
+        || [".json", ".toml", ".yaml", ".yml"]
+            .iter()
+            .any(|ext| name.ends_with(ext.as_bytes()))
+}
+
+/// Expand `*` wildcards in the last component of `pattern`.
+fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
+    let Some(name) = pattern.file_name() else {
+        return vec![];
+    };
+    let name = name.to_string_lossy();
+    if !name.contains('*') {
+        return vec![pattern.to_path_buf()];
+    }
+    let parent = pattern.parent().unwrap_or(Path::new("/"));
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return vec![];
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ti;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Does the hide `pattern` (wildcards in its last component) cover `path`,
+/// i.e. is `path` the hidden path or inside it?
+pub fn pattern_covers(pattern: &Path, path: &Path) -> bool {
+    let (Some(parent), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    path.ancestors().any(|a| {
+        a.parent() == Some(parent)
+            && a.file_name()
+                .is_some_and(|n| wildcard_match(&name, &n.to_string_lossy()))
+    })
+}
+
+fn is_env_file(name: &[u8], allow: &[String]) -> bool {
+    (name == b".env" || name.starts_with(b".env.")) && !allow.iter().any(|a| a.as_bytes() == name)
+}
+
+/// Depth-bounded readdir walk; uses d_type only (no stat per entry).
+fn scan_env_files(dir: &Path, level: usize, policy: &Policy, out: &mut EnvScan) {
+    let cfg = &policy.env_files;
+    if out.dirs_read >= cfg.max_dirs {
+        out.truncated = true;
+        return;
+    }
+    out.dirs_read += 1;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut subdirs = Vec::new();
+    for entry in rd.filter_map(Result::ok) {
+        let Ok(ft) = entry.file_type() else { continue };
+        let name = entry.file_name();
+        if ft.is_file() && is_env_file(name.as_bytes(), &cfg.allow_names) {
+            out.hidden.push(entry.path());
+        } else if ft.is_dir()
+            && level < cfg.max_depth
+            && !cfg
+                .skip_dirs
+                .iter()
+                .any(|s| s.as_bytes() == name.as_bytes())
+        {
+            subdirs.push(entry.path());
+        }
+    }
+    for sub in subdirs {
+        scan_env_files(&sub, level + 1, policy, out);
+    }
+}
+
+/// Remove the placeholders of every run that has finished with this
+/// workspace, if no other run is using it. Called by the supervisor on every
+/// exit path (normal, signal, error).
+pub fn cleanup(plan: &MountPlan, policy: &Policy) {
+    let Some(lock) = &plan.workspace_lock else {
+        return;
+    };
+    // Upgrade to exclusive only if nobody else holds the workspace.
+    if lock.relock(FlockArg::LockExclusiveNonblock).is_err() {
+        tracing::debug!("another sandbox uses the workspace; leaving placeholders to it");
+        return;
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for rel in &policy.protect {
+        let mut p = policy.workspace.clone();
+        for comp in rel.components() {
+            p.push(comp);
+            candidates.push(p.clone());
+        }
+    }
+    // Deepest first, so a placeholder directory is empty by the time it is checked.
+    candidates.sort_by_key(|p| std::cmp::Reverse(depth(p)));
+    candidates.dedup();
+    for p in candidates {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !is_placeholder(&meta) {
+            continue;
+        }
+        let res = if meta.is_dir() {
+            std::fs::remove_dir(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(err) = res {
+            tracing::debug!(?err, path = %p.display(), "placeholder not removed");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// apply: runs in the sandbox init (pid 1, new user + mount namespace).
+
+const BASE: &str = "/tmp";
+const OLD: &str = "/oldroot";
+const NEW: &str = "/newroot";
+const MASK_FILE: &str = "/mask-file";
+const MASK_DIR: &str = "/mask-dir";
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::from(c"/nonexistent"))
+}
+
+fn under(prefix: &str, p: &Path) -> PathBuf {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    Path::new(prefix).join(rel)
+}
+
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), SysError> {
+    nix::mount::mount(src, target, fstype, flags, data).map_err(|e| {
+        let obj = match src {
+            Some(s) if flags.contains(MsFlags::MS_BIND) => {
+                format!("{} -> {}", s.display(), target.display())
+            }
+            _ => target.display().to_string(),
+        };
+        SysError::new("mount", obj, e)
+    })
+}
+
+fn mkdir_p(p: &Path) -> Result<(), MountError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+        .map_err(io_err("mkdir", p))
+}
+
+fn ensure_mountpoint(at: &Path, dir: bool) -> Result<(), MountError> {
+    if std::fs::symlink_metadata(at).is_ok() {
+        return Ok(());
+    }
+    if dir {
+        mkdir_p(at)
+    } else {
+        if let Some(parent) = at.parent() {
+            mkdir_p(parent)?;
+        }
+        std::fs::File::create(at)
+            .map(drop)
+            .map_err(io_err("create mountpoint", at))
+    }
+}
+
+fn bind(src: &Path, at: &Path, readonly: bool, dir: bool, nodev: bool) -> Result<(), MountError> {
+    ensure_mountpoint(at, dir)?;
+    mount(
+        Some(src),
+        at,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    sys::make_tree_attrs(&cpath(at), readonly, nodev)?;
+    Ok(())
+}
+
+fn tmpfs(at: &Path, size: u64, mode: u32) -> Result<(), MountError> {
+    mkdir_p(at)?;
+    let data = format!("size={size},mode={mode:o}");
+    mount(
+        Some(Path::new("tmpfs")),
+        at,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&data),
+    )?;
+    Ok(())
+}
+
+fn remount_ro(at: &Path) -> Result<(), SysError> {
+    mount(
+        None,
+        at,
+        None,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None,
+    )
+}
+
+fn setup_dev(shm_size: u64) -> Result<(), MountError> {
+    let dev = Path::new(NEW).join("dev");
+    tmpfs(&dev, 1 << 16, 0o755)?;
+    for node in DEV_NODES {
+        let at = dev.join(node);
+        std::fs::File::create(&at).map_err(io_err("create", &at))?;
+        let src = Path::new(OLD).join("dev").join(node);
+        mount(Some(&src), &at, None, MsFlags::MS_BIND, None)?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let at = dev.join(name);
+        std::os::unix::fs::symlink(target, &at).map_err(io_err("symlink", &at))?;
+    }
+    let pts = dev.join("pts");
+    mkdir_p(&pts)?;
+    // A private devpts so tools that need a pseudo-terminal (script, expect,
+    // python's pty tests) work; not a guarantee, so its absence is not fatal.
+    if let Err(err) = mount(
+        Some(Path::new("devpts")),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    ) {
+        tracing::debug!(%err, "devpts not mounted");
+    }
+    tmpfs(&dev.join("shm"), shm_size, 0o1777)?;
+    remount_ro(&dev)?;
+    Ok(())
+}
+
+fn setup_proc() -> Result<(), MountError> {
+    let proc = Path::new(NEW).join("proc");
+    mkdir_p(&proc)?;
+    mount(
+        Some(Path::new("proc")),
+        &proc,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    for sub in ["sys", "sysrq-trigger"] {
+        let p = proc.join(sub);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            mount(Some(&p), &p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            remount_ro(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Build the new root from `plan` and pivot into it. Runs as pid 1 of the
+/// sandbox with full capabilities in its own user namespace.
+pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
+    // Nothing we do here may propagate back to the host.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    // A scratch tmpfs over /tmp becomes the temporary root, so every host path
+    // (including ones under /tmp) stays reachable under /oldroot.
+    let base = Path::new(BASE);
+    mount(
+        Some(Path::new("tmpfs")),
+        base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=65536,mode=0755"),
+    )?;
+    std::env::set_current_dir(base).map_err(io_err("chdir", base))?;
+    for d in ["newroot", "oldroot"] {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .map_err(io_err("mkdir", Path::new(d)))?;
+    }
+    sys::create_empty_file_mode0(Path::new("mask-file"))
+        .map_err(io_err("create", Path::new(MASK_FILE)))?;
+    std::fs::DirBuilder::new()
+        .mode(0)
+        .create("mask-dir")
+        .map_err(io_err("mkdir", Path::new(MASK_DIR)))?;
+    nix::unistd::pivot_root(".", "oldroot").map_err(|e| SysError::new("pivot_root", BASE, e))?;
+    std::env::set_current_dir("/").map_err(io_err("chdir", Path::new("/")))?;
+
+    let new = Path::new(NEW);
+    mount(
+        Some(Path::new("tmpfs")),
+        new,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=1048576,mode=0755"),
+    )?;
+
+    for op in &plan.ops {
+        apply_op(op).inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
+    }
+
+    remount_ro(new)?;
+    std::env::set_current_dir(new).map_err(io_err("chdir", new))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| SysError::new("pivot_root", NEW, e))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| SysError::new("umount2", "old root", e))?;
+    std::env::set_current_dir("/").map_err(io_err("chdir", Path::new("/")))?;
+    Ok(())
+}
+
+fn apply_op(op: &Op) -> Result<(), MountError> {
+    match op {
+        Op::Tmpfs { at, size, mode } => tmpfs(&under(NEW, at), *size, *mode),
+        Op::Bind {
+            src,
+            at,
+            readonly,
+            dir,
+        } => bind(&under(OLD, src), &under(NEW, at), *readonly, *dir, true),
+        Op::Symlink { target, at } => {
+            let at = under(NEW, at);
+            if let Some(parent) = at.parent() {
+                mkdir_p(parent)?;
+            }
+            std::os::unix::fs::symlink(target, &at).map_err(io_err("symlink", &at))
+        }
+        Op::Mask { at, dir } => {
+            let at = under(NEW, at);
+            let src = Path::new(if *dir { MASK_DIR } else { MASK_FILE });
+            mount(Some(src), &at, None, MsFlags::MS_BIND, None)?;
+            remount_ro(&at)?;
+            Ok(())
+        }
+        Op::Dev { shm_size } => setup_dev(*shm_size),
+        Op::Proc => setup_proc(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*key*", "ssh_host_rsa_key"));
+        assert!(wildcard_match("*key*", "ssh_host_rsa_key.pub"));
+        assert!(!wildcard_match("*key*", "moduli"));
+        assert!(wildcard_match("credentials*", "credentials.toml"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("a*b", "acbx"));
+    }
+
+    #[test]
+    fn env_file_names() {
+        let allow = vec![".env.example".to_string()];
+        assert!(is_env_file(b".env", &allow));
+        assert!(is_env_file(b".env.local", &allow));
+        assert!(!is_env_file(b".env.example", &allow));
+        assert!(!is_env_file(b".environment", &allow));
+        assert!(!is_env_file(b"x.env", &allow));
+    }
+
+    #[test]
+    fn file_like_placeholders() {
+        assert!(looks_like_file(Path::new("/w/.envrc")));
+        assert!(looks_like_file(Path::new("/w/.mcp.json")));
+        assert!(looks_like_file(Path::new("/w/.git/config")));
+        assert!(!looks_like_file(Path::new("/w/.vscode")));
+        assert!(!looks_like_file(Path::new("/w/.git/hooks")));
+    }
+}
