@@ -219,7 +219,7 @@ fn load_chain(first: Source, ctx: &LoadContext) -> Result<(Policy, Option<String
         let raw: schema::RawProfile =
             toml::from_str(&current.text).map_err(|e| ProfileError::Syntax {
                 file: current.id.clone(),
-                message: e.to_string().trim_end().to_owned(),
+                message: escape_controls(e.to_string().trim_end()),
             })?;
         let layer = validate::layer(raw, &current.id, &current.text, ctx)?;
         let parent = layer.extends.as_ref().map(|e| e.value.clone());
@@ -355,6 +355,20 @@ fn read_file(path: &Path) -> Result<Source, ProfileError> {
         text,
         builtin: false,
     })
+}
+
+/// The TOML error quotes the offending line; escape control characters (other
+/// than newlines) so a hostile profile cannot drive the user's terminal.
+fn escape_controls(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn stem(path: &Path) -> String {

@@ -534,6 +534,14 @@ fn syntax_and_schema_errors_name_file_and_line() {
 }
 
 #[test]
+fn syntax_errors_escape_control_characters() {
+    let f = Fixture::new();
+    let e = f.error("version = 1\nextends = \"dev\"\n\x1b[2J = 1\n");
+    assert!(!e.contains('\x1b'), "{e:?}");
+    assert_contains(&e, &["\\u{1b}", "line 3"]);
+}
+
+#[test]
 fn value_errors_name_file_line_key_and_value() {
     let f = Fixture::new();
     let cases: &[(&str, &[&str])] = &[
