@@ -744,6 +744,20 @@ mod tests {
         }
     }
 
+    /// A segment's "no match" jump must land on the next segment's reload of the syscall
+    /// number: if it skipped it, an argument loaded by the previous segment would be compared
+    /// against syscall numbers. Provoke that with arguments equal to later segments' numbers.
+    #[test]
+    fn loaded_arguments_do_not_leak_into_the_next_segment() {
+        let prog = inet();
+        for later in [libc::SYS_socket, libc::SYS_socketpair, libc::SYS_clone3] {
+            let v = later as u64;
+            assert_eq!(run(&prog, &call(libc::SYS_ioctl, &[v, v, v])), ALLOW, "{later}");
+            let socket = call(libc::SYS_socket, &[libc::AF_UNIX as u64, v, v]);
+            assert_eq!(run(&prog, &socket), ALLOW, "{later}");
+        }
+    }
+
     #[test]
     fn segments_cover_disjoint_syscalls() {
         let eperm = eperm_rules().unwrap();
