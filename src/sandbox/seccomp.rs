@@ -1,16 +1,331 @@
-//! TEMPORARY STUB until the seccomp work item lands (same API).
-#[derive(Debug, thiserror::Error)]
-#[error("seccomp stub")]
-pub struct SeccompError;
+//! seccomp: the deny-list filter, installed last, just before `execve`.
+//!
+//! Model: every syscall is allowed unless a rule below matches it. The filter is the second
+//! layer for "no privilege", "host processes untouchable", "no network egress" and "no
+//! terminal injection", and the only layer for "no kernel attack surface beyond need".
+//!
+//! The program is built from three parts, run in order:
+//!
+//! 1. a hand-written prologue: a syscall from another ABI (i386 on x86_64, arm32 on aarch64)
+//!    kills the process; on x86_64 an x32 syscall (number with bit 30 set) fails with EPERM;
+//! 2. one seccompiler-compiled segment per errno (EPERM, EAFNOSUPPORT, ENOSYS), because a
+//!    seccompiler filter has a single match action. Each segment is compiled on its own, its
+//!    (redundant) architecture check is removed, and in every segment but the last each
+//!    "no match" return (`RET ALLOW`) is replaced in place by a jump to the next segment;
+//! 3. the last segment's own `RET ALLOW` ends the program.
+//!
+//! Replacing one instruction by one instruction keeps every jump offset inside a segment
+//! valid, and each segment starts by reloading the syscall number, so no segment depends on
+//! what the previous one left in the accumulator. [`build`] checks both facts on the compiled
+//! output and fails closed if a seccompiler update ever changed them.
+//!
+//! [`build`] is pure (the same spec gives the same program), so it can be cached.
+
+use seccompiler::BpfProgram;
+
+/// What the filter should allow that differs between tiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompSpec {
+    /// Allow AF_INET / AF_INET6 sockets. False in a tier without a network namespace, where
+    /// the socket-family filter is what keeps the command off the network.
     pub allow_inet: bool,
 }
-pub fn build(_spec: &SeccompSpec) -> Result<seccompiler::BpfProgram, SeccompError> {
-    Ok(vec![])
+
+/// Errors from building or installing the filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error(
+        "cannot build seccomp filter: unsupported architecture {arch} (supported: x86_64, aarch64 little-endian)"
+    )]
+    UnsupportedArchitecture { arch: &'static str },
+    #[error("cannot build seccomp filter: {0}")]
+    Compile(#[from] seccompiler::BackendError),
+    #[error(
+        "cannot build seccomp filter: {0} (a seccompiler change broke an assumption of shellcage; refusing to run)"
+    )]
+    UnexpectedProgram(&'static str),
+    #[error(
+        "cannot install seccomp filter: no_new_privs is not set (hint: set PR_SET_NO_NEW_PRIVS before installing the filter)"
+    )]
+    NoNewPrivs,
+    #[error("cannot install seccomp filter: prctl(PR_GET_NO_NEW_PRIVS) => {0}")]
+    GetNoNewPrivs(#[source] nix::errno::Errno),
+    #[error(
+        "cannot install seccomp filter: seccomp(SECCOMP_SET_MODE_FILTER, {len} instructions) => {errno}"
+    )]
+    Install {
+        len: usize,
+        #[source]
+        errno: nix::errno::Errno,
+    },
 }
-pub fn install(_prog: &seccompiler::BpfProgram) -> Result<(), SeccompError> {
-    Ok(())
+
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+mod program;
+
+/// Builds the filter for `spec`. Pure: no syscalls, same output for the same input.
+/// On an architecture other than x86_64 and little-endian aarch64 it refuses, and the caller
+/// must not run the command.
+pub fn build(spec: &SeccompSpec) -> Result<BpfProgram, SeccompError> {
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_endian = "little")
+    ))]
+    return program::build(spec);
+    #[allow(unreachable_code)]
+    {
+        let _ = spec;
+        Err(SeccompError::UnsupportedArchitecture {
+            arch: std::env::consts::ARCH,
+        })
+    }
 }
+
+/// Names of the syscalls the filter refuses whatever their arguments (EPERM, or ENOSYS for
+/// clone3), for the run report and `shellcage doctor`. Empty where [`build`] refuses.
 pub fn denied_syscalls() -> Vec<&'static str> {
-    vec![]
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_endian = "little")
+    ))]
+    return program::denied_syscalls();
+    #[allow(unreachable_code)]
+    Vec::new()
+}
+
+/// Syscalls refused only for some arguments, with a description of the refused case.
+pub fn filtered_syscalls(spec: &SeccompSpec) -> Vec<(&'static str, &'static str)> {
+    let family = if spec.allow_inet {
+        "families other than AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (EAFNOSUPPORT)"
+    } else {
+        "families other than AF_UNIX, AF_NETLINK (EAFNOSUPPORT)"
+    };
+    vec![
+        ("unshare", "any CLONE_NEW* flag (EPERM)"),
+        ("clone", "any CLONE_NEW* flag (EPERM)"),
+        (
+            "personality",
+            "any persona but PER_LINUX or the 0xffffffff query (EPERM)",
+        ),
+        (
+            "ioctl",
+            "TIOCSTI, TIOCLINUX, low 32 bits of the request (EPERM)",
+        ),
+        ("socket", family),
+        ("socketpair", family),
+    ]
+}
+
+/// Installs `prog` on the calling thread. The caller must have set no_new_privs: this
+/// function checks it and refuses otherwise, rather than relying on the kernel's EACCES (which
+/// a caller holding CAP_SYS_ADMIN would not get). Fails closed: any error means the command
+/// must not run.
+pub fn install(prog: &BpfProgram) -> Result<(), SeccompError> {
+    if !nix::sys::prctl::get_no_new_privs().map_err(SeccompError::GetNoNewPrivs)? {
+        return Err(SeccompError::NoNewPrivs);
+    }
+    crate::sys::seccomp_set_mode_filter(prog)
+        .inspect_err(|err| tracing::debug!(?err, len = prog.len(), "seccomp install failed"))
+        .map_err(|errno| SeccompError::Install {
+            len: prog.len(),
+            errno,
+        })
+}
+
+/// Behaviour under a real filter: one child process per case (style.md #8).
+#[cfg(test)]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const PROBE_ENV: &str = "SHELLCAGE_SECCOMP_PROBE";
+    const PROBE_TEST: &str = "sandbox::seccomp::tests::probe_child_entry";
+
+    /// Runs `mode` of `probe_child_entry` in a fresh copy of this test binary.
+    fn run_probe(mode: &str) -> std::process::Output {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(PROBE_ENV, mode)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn errno_name(result: Result<(), nix::errno::Errno>) -> String {
+        match result {
+            Ok(()) => "ok".to_string(),
+            Err(errno) => format!("{errno:?}"),
+        }
+    }
+
+    /// Not a test on its own: the entry point of the child processes started by the tests
+    /// below. Does nothing unless SHELLCAGE_SECCOMP_PROBE is set.
+    #[test]
+    fn probe_child_entry() {
+        let Ok(mode) = std::env::var(PROBE_ENV) else {
+            return;
+        };
+        // libtest has printed "test … " without a newline; start the report on a fresh line.
+        println!();
+        let prog = build(&SeccompSpec { allow_inet: true }).unwrap();
+        if mode == "no-nnp" {
+            // Must refuse before calling seccomp(2): this process has CAP_SYS_ADMIN when the
+            // tests run as root, so the kernel alone would have accepted the filter.
+            let result = install(&prog);
+            println!(
+                "probe install {}",
+                if matches!(result, Err(SeccompError::NoNewPrivs)) {
+                    "refused"
+                } else {
+                    "accepted"
+                }
+            );
+            std::process::exit(0);
+        }
+        nix::sys::prctl::set_no_new_privs().unwrap();
+        install(&prog).unwrap();
+        match mode.as_str() {
+            "calls" => probe_calls(),
+            #[cfg(target_arch = "x86_64")]
+            "i386" => {
+                let pid = crate::sys::seccomp_probes::i386_getpid();
+                println!("probe i386 survived {pid}");
+            }
+            other => panic!("unknown probe mode {other}"),
+        }
+        std::process::exit(0);
+    }
+
+    fn probe_calls() {
+        use crate::sys::seccomp_probes as p;
+        use nix::sched::{CloneFlags, unshare};
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+        use std::os::fd::AsFd;
+
+        let report = |name: &str, result: String| println!("probe {name} {result}");
+        let sock = |family| {
+            errno_name(socket(family, SockType::Stream, SockFlag::empty(), None).map(drop))
+        };
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+
+        report("ptrace", errno_name(p::ptrace_traceme()));
+        report(
+            "unshare-newuser",
+            errno_name(unshare(CloneFlags::CLONE_NEWUSER)),
+        );
+        report("unshare-fs", errno_name(unshare(CloneFlags::CLONE_FS)));
+        report("clone3", errno_name(p::clone3_null()));
+        let tiocsti = program::TIOCSTI | 0x1_0000_0000;
+        report(
+            "ioctl-tiocsti-high",
+            errno_name(p::ioctl_byte(devnull.as_fd(), tiocsti)),
+        );
+        report(
+            "ioctl-tcgets",
+            // TCGETS = 0x5401 on x86_64 and aarch64 (asm-generic/ioctls.h).
+            errno_name(p::ioctl_byte(devnull.as_fd(), 0x5401)),
+        );
+        report("socket-vsock", sock(AddressFamily::Vsock));
+        report("socket-unix", sock(AddressFamily::Unix));
+        report(
+            "personality-rie",
+            errno_name(p::personality(0x040_0000).map(drop)),
+        );
+        report(
+            "personality-query",
+            errno_name(p::personality(0xffff_ffff).map(drop)),
+        );
+        let mount = nix::mount::mount(
+            Some("none"),
+            "/nonexistent-shellcage-probe",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+        report("mount", errno_name(mount));
+        let pid = nix::unistd::getpid().as_raw();
+        report("getpid", if pid > 0 { "ok" } else { "bad" }.to_string());
+        let open = std::fs::File::open("/proc/self/status");
+        report(
+            "open",
+            if open.is_ok() { "ok" } else { "failed" }.to_string(),
+        );
+        #[cfg(target_arch = "x86_64")]
+        report("x32-getpid", errno_name(p::x32_getpid().map(drop)));
+    }
+
+    fn probe_results(output: &std::process::Output) -> BTreeMap<String, String> {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("probe "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn filter_enforced_in_child() {
+        let output = run_probe("calls");
+        assert!(output.status.success(), "probe child failed: {output:?}");
+        let results = probe_results(&output);
+        let mut expected = vec![
+            ("ptrace", "EPERM"),
+            ("unshare-newuser", "EPERM"),
+            ("unshare-fs", "ok"),
+            ("clone3", "ENOSYS"),
+            ("ioctl-tiocsti-high", "EPERM"),
+            // /dev/null is not a tty: the request reached the kernel.
+            ("ioctl-tcgets", "ENOTTY"),
+            ("socket-vsock", "EAFNOSUPPORT"),
+            ("socket-unix", "ok"),
+            ("personality-rie", "EPERM"),
+            ("personality-query", "ok"),
+            ("mount", "EPERM"),
+            ("getpid", "ok"),
+            ("open", "ok"),
+        ];
+        if cfg!(target_arch = "x86_64") {
+            expected.push(("x32-getpid", "EPERM"));
+        }
+        for (name, want) in expected {
+            assert_eq!(
+                results.get(name).map(String::as_str),
+                Some(want),
+                "{name}: {output:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn install_refuses_without_no_new_privs() {
+        let output = run_probe("no-nnp");
+        assert!(output.status.success(), "probe child failed: {output:?}");
+        assert_eq!(
+            probe_results(&output).get("install").map(String::as_str),
+            Some("refused")
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_syscall_kills_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        let output = run_probe("i386");
+        match output.status.signal() {
+            Some(libc::SIGSYS) => {}
+            // No ia32 emulation in this kernel: `int 0x80` faults before seccomp runs.
+            Some(libc::SIGSEGV) if std::env::var_os("SHELLCAGE_TEST_REQUIRE_KERNEL").is_none() => {
+                eprintln!("skipped: kernel without ia32 emulation");
+            }
+            _ => panic!("expected SIGSYS, got {output:?}"),
+        }
+    }
 }
