@@ -30,7 +30,7 @@ impl Features {
     /// The cheap probe used on every launch: one syscall.
     pub fn for_launch() -> Features {
         Features {
-            landlock_abi: crate::sys::landlock_abi_version(),
+            landlock_abi: crate::sandbox::landlock::abi(),
             arch_supported: ARCH_SUPPORTED,
             ..Features::default()
         }
