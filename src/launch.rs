@@ -239,6 +239,12 @@ fn landlock_spec(policy: &Policy, plan: &Plan, mounts: Option<&MountPlan>) -> La
         .collect();
     dev_rw.push(PathBuf::from("/dev/pts"));
     LandlockSpec {
+        // In the namespaces tier `/` is our own tmpfs holding only what is visible.
+        list: if mounts.is_some() {
+            vec![PathBuf::from("/")]
+        } else {
+            vec![]
+        },
         read,
         write,
         dev_rw,

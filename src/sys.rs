@@ -254,18 +254,19 @@ pub fn is_tty(fd: RawFd) -> bool {
     unsafe { libc::isatty(fd) == 1 }
 }
 
-/// Create an O_EXCL file with mode 0 (a placeholder mask).
-pub fn create_empty_file_mode0(path: &Path) -> io::Result<()> {
+/// Create an empty file with `mode` (O_EXCL, not following symlinks): masks
+/// and placeholders. The umask is not applied by `mode` bits we never set.
+pub fn create_placeholder_file(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map(drop)
+        .open(path)?;
+    // The umask may have cleared bits of `mode`; set it exactly.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
 }
-
 
 /// Has the read end of the pipe whose write end is `fd` been closed? (poll
 /// reports POLLERR on a write end whose reader is gone.)

@@ -55,6 +55,9 @@ const FILE_RIGHTS: BitFlags<AccessFs> =
 /// skipped (that only narrows access).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LandlockSpec {
+    /// Directory listing only (`ReadDir`) beneath these paths: lets `ls /` work
+    /// without granting reads of the files below.
+    pub list: Vec<PathBuf>,
     /// Read and execute beneath these paths (`ReadFile`, `ReadDir`, `Execute`).
     pub read: Vec<PathBuf>,
     /// Every filesystem right we handle, beneath these paths.
@@ -218,11 +221,19 @@ fn rights_for_inode(rights: BitFlags<AccessFs>, is_dir: bool) -> BitFlags<Access
 
 /// Every (path, rights) pair of the spec, in a fixed order.
 fn rules(spec: &LandlockSpec) -> Vec<(&Path, BitFlags<AccessFs>)> {
+    let list = spec
+        .list
+        .iter()
+        .map(|p| (p.as_path(), BitFlags::from(AccessFs::ReadDir)));
     let read = spec.read.iter().map(|p| (p.as_path(), read_rights()));
     let write = spec.write.iter().map(|p| (p.as_path(), all_rights()));
     let dev = spec.dev_rw.iter().map(|p| (p.as_path(), dev_rights()));
     let proc = spec.proc_path.iter().map(|p| (p.as_path(), proc_rights()));
-    read.chain(write).chain(dev).chain(proc).collect()
+    list.chain(read)
+        .chain(write)
+        .chain(dev)
+        .chain(proc)
+        .collect()
 }
 
 /// Opens `path` with `O_PATH` (no read permission needed, nothing is read), following

@@ -112,11 +112,16 @@ pub struct MountPlan {
     pub workspace_lock: Option<Flock<std::fs::File>>,
 }
 
-/// A protected path that is missing is masked by a placeholder with this exact
-/// shape: empty, mode 000. Cleanup removes only files of this shape.
+/// Modes of the placeholders made for missing protected paths: empty and
+/// read-only (quiet for `git status`, which warns on unreadable directories).
+/// Cleanup removes only entries of exactly this shape.
+const PLACEHOLDER_DIR_MODE: u32 = 0o555;
+const PLACEHOLDER_FILE_MODE: u32 = 0o444;
+
 fn is_placeholder(meta: &std::fs::Metadata) -> bool {
-    meta.permissions().mode() & 0o7777 == 0
-        && (meta.is_dir() || (meta.is_file() && meta.len() == 0))
+    let mode = meta.permissions().mode() & 0o7777;
+    (meta.is_dir() && mode == PLACEHOLDER_DIR_MODE)
+        || (meta.is_file() && meta.len() == 0 && mode == PLACEHOLDER_FILE_MODE)
 }
 
 fn depth(p: &Path) -> usize {
@@ -256,9 +261,18 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                     }
                     let as_file = top == full && looks_like_file(&full);
                     let created = if as_file {
-                        sys::create_empty_file_mode0(&top)
+                        sys::create_placeholder_file(&top, PLACEHOLDER_FILE_MODE)
                     } else {
-                        std::fs::DirBuilder::new().mode(0).create(&top)
+                        std::fs::DirBuilder::new()
+                            .mode(PLACEHOLDER_DIR_MODE)
+                            .create(&top)
+                            .and_then(|()| {
+                                // The umask may have cleared bits; the mode is the marker.
+                                std::fs::set_permissions(
+                                    &top,
+                                    std::fs::Permissions::from_mode(PLACEHOLDER_DIR_MODE),
+                                )
+                            })
                     };
                     match created {
                         Ok(()) => placeholders.push(top.clone()),
@@ -681,7 +695,7 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
             .create(d)
             .map_err(io_err("mkdir", Path::new(d)))?;
     }
-    sys::create_empty_file_mode0(Path::new("mask-file"))
+    sys::create_placeholder_file(Path::new("mask-file"), 0)
         .map_err(io_err("create", Path::new(MASK_FILE)))?;
     std::fs::DirBuilder::new()
         .mode(0)
