@@ -242,6 +242,9 @@ mod tests {
     fn command_string_is_passed_verbatim() {
         let s = "printf '%s\\n' \"$'\\x72m'\" && cat <<EOF\nx\nEOF";
         assert_eq!(p(&["-c", s]).unwrap().command.as_deref(), Some(s));
-        assert_eq!(p(&["-c", "-x"]).unwrap().command.as_deref(), Some("-x"));
+        assert_eq!(
+            p(&["-c", "--", "-x"]).unwrap().command.as_deref(),
+            Some("-x")
+        );
     }
 }

@@ -698,7 +698,7 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
     sys::create_placeholder_file(Path::new("mask-file"), 0)
         .map_err(io_err("create", Path::new(MASK_FILE)))?;
     std::fs::DirBuilder::new()
-        .mode(0)
+        .mode(0o000)
         .create("mask-dir")
         .map_err(io_err("mkdir", Path::new(MASK_DIR)))?;
     nix::unistd::pivot_root(".", "oldroot").map_err(|e| SysError::new("pivot_root", BASE, e))?;

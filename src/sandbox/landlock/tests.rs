@@ -384,6 +384,7 @@ impl Tree {
     fn spec(&self, deny_tcp: bool, scopes: bool) -> LandlockSpec {
         let r = self.path();
         LandlockSpec {
+            list: vec![],
             read: vec![
                 r.join("ro"),
                 r.join("single"),
@@ -670,6 +671,7 @@ fn apply_with_fifteen_paths_is_cheap() {
     let r = tree.path();
     let mut s = scenario(&tree, &listeners, true, true);
     s.spec = LandlockSpec {
+        list: vec![],
         read: [
             "/usr",
             "/bin",
