@@ -13,7 +13,6 @@
 //! a rule that silently does nothing).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::ProfileError;
@@ -58,6 +57,28 @@ pub(super) fn build(
         };
     }
     // Every layer's entries, root first, without duplicates.
+    /// Like `appended`, comparing paths as bytes: `PathBuf`'s `==` walks
+    /// components, which dominated profile loading. Paths here are clean, so
+    /// byte equality is path equality.
+    fn appended_paths<T: Clone>(
+        lists: impl Iterator<Item = Vec<T>>,
+        bytes: fn(&T) -> &[u8],
+    ) -> Vec<T> {
+        let mut out: Vec<T> = Vec::new();
+        for item in lists.flatten() {
+            if !out.iter().any(|o| bytes(o) == bytes(&item)) {
+                out.push(item);
+            }
+        }
+        out
+    }
+    fn path_bytes(p: &PathBuf) -> &[u8] {
+        p.as_os_str().as_encoded_bytes()
+    }
+    fn hide_bytes(h: &HideRule) -> &[u8] {
+        h.pattern.as_os_str().as_encoded_bytes()
+    }
+
     fn appended<T: Clone + PartialEq>(lists: impl Iterator<Item = Vec<T>>) -> Vec<T> {
         let mut out: Vec<T> = Vec::new();
         for item in lists.flatten() {
@@ -123,14 +144,26 @@ pub(super) fn build(
                 .iter()
                 .flat_map(|l| l.write.iter().map(|e| (e, Access::Write))),
         );
+    // Split each hide pattern once (parent bytes, last component).
+    let hide_split: Vec<_> = hide
+        .iter()
+        .filter_map(|h| Some((h, split_pattern(&h.value)?)))
+        .collect();
     for (entry, access) in rules {
-        if let Some(h) = hide.iter().find(|h| is_hidden(&entry.value, &h.value)) {
+        let bytes = entry.value.as_os_str().as_encoded_bytes();
+        if let Some((h, _)) = hide_split
+            .iter()
+            .find(|(_, (parent, last))| hidden_bytes(bytes, parent, last))
+        {
             return Err(entry.origin.invalid(format!(
                 "hidden by {} = {} ({}); hide always wins, remove one of the two",
                 h.origin.key, h.origin.value, h.origin.location
             )));
         }
-        match paths.iter_mut().find(|r| r.path == entry.value) {
+        match paths
+            .iter_mut()
+            .find(|r| r.path.as_os_str() == entry.value.as_os_str())
+        {
             // Listed in both read and write: writable.
             Some(existing) => {
                 if access == Access::Write {
@@ -144,14 +177,17 @@ pub(super) fn build(
             }),
         }
     }
-    let hide = appended(layers.iter().map(|l| {
-        l.hide
-            .iter()
-            .map(|e| HideRule {
-                pattern: e.value.clone(),
-            })
-            .collect()
-    }));
+    let hide = appended_paths(
+        layers.iter().map(|l| {
+            l.hide
+                .iter()
+                .map(|e| HideRule {
+                    pattern: e.value.clone(),
+                })
+                .collect()
+        }),
+        hide_bytes,
+    );
 
     Ok(Policy {
         profile: id.profile,
@@ -163,7 +199,7 @@ pub(super) fn build(
         home: id.home,
         paths,
         hide,
-        protect: appended(layers.iter().map(|l| l.protect.clone())),
+        protect: appended_paths(layers.iter().map(|l| l.protect.clone()), path_bytes),
         env_files,
         network,
         landlock,
@@ -176,24 +212,34 @@ pub(super) fn build(
 
 /// Whether `path` is `pattern` or lies below it. Only the pattern's last
 /// component may contain `*`, which matches any run of bytes.
+#[cfg(test)]
 pub(super) fn is_hidden(path: &Path, pattern: &Path) -> bool {
-    let mut path = path.components();
-    let pattern: Vec<_> = pattern.components().collect();
-    let Some((last, parents)) = pattern.split_last() else {
-        return false;
-    };
-    for parent in parents {
-        if path.next() != Some(*parent) {
-            return false;
-        }
-    }
-    match path.next() {
-        Some(component) => wildcard_match(
-            last.as_os_str().as_encoded_bytes(),
-            OsStr::as_encoded_bytes(component.as_os_str()),
-        ),
+    match split_pattern(pattern) {
+        Some((parent, last)) => hidden_bytes(path.as_os_str().as_encoded_bytes(), parent, last),
         None => false,
     }
+}
+
+/// A hide pattern as (parent bytes, last component bytes).
+fn split_pattern(pattern: &Path) -> Option<(&[u8], &[u8])> {
+    let (parent, last) = (pattern.parent()?, pattern.file_name()?);
+    Some((
+        parent.as_os_str().as_encoded_bytes(),
+        last.as_encoded_bytes(),
+    ))
+}
+
+/// Both paths are clean (absolute, no `.`/`..`, no repeated or trailing `/`),
+/// so a byte-wise walk is exact and allocation-free.
+fn hidden_bytes(path: &[u8], parent: &[u8], last: &[u8]) -> bool {
+    let rest = if parent == b"/" {
+        path.strip_prefix(b"/")
+    } else {
+        path.strip_prefix(parent).and_then(|r| r.strip_prefix(b"/"))
+    };
+    let Some(rest) = rest else { return false };
+    let component = rest.split(|&b| b == b'/').next().unwrap_or_default();
+    !component.is_empty() && wildcard_match(last, component)
 }
 
 /// `*` matches any run of bytes; every other byte matches itself. Backtracks

@@ -91,7 +91,18 @@ pub(super) fn layer(
     text: &str,
     ctx: &LoadContext,
 ) -> Result<Layer, ProfileError> {
-    let v = Validator { file, text, ctx };
+    let newlines = text
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let v = Validator {
+        file,
+        text,
+        ctx,
+        newlines,
+    };
     let mut layer = Layer::default();
 
     let version = *raw.version.get_ref();
@@ -304,13 +315,15 @@ struct Validator<'a> {
     file: &'a str,
     text: &'a str,
     ctx: &'a LoadContext,
+    /// Byte offsets of every '\n' in `text`: a line number is one binary search.
+    newlines: Vec<usize>,
 }
 
 impl Validator<'_> {
     /// `value` is shown with `{:?}`: strings quoted and escaped, numbers plain.
     fn origin<T>(&self, key: &str, spanned: &Spanned<T>, value: impl std::fmt::Debug) -> Origin {
-        let before = self.text.get(..spanned.span().start).unwrap_or(self.text);
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+        let start = spanned.span().start.min(self.text.len());
+        let line = self.newlines.partition_point(|&nl| nl < start) + 1;
         let location = format!("{}:{line}", self.file);
         Origin {
             location,
