@@ -72,6 +72,7 @@ pub(super) fn build(
         }
         out
     }
+    #[allow(clippy::ptr_arg)] // must be fn(&T) with T = PathBuf
     fn path_bytes(p: &PathBuf) -> &[u8] {
         p.as_os_str().as_encoded_bytes()
     }
