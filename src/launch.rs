@@ -336,6 +336,7 @@ fn prepare(
         landlock,
         limits: policy.limits.clone(),
         interactive: req.interactive,
+        timing: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
         plan,
     };
     Ok((launch, env))
@@ -356,6 +357,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     let cwd = std::env::current_dir()
         .map_err(|e| LaunchError::Invalid(format!("cannot read the current directory: {e}")))?;
     let policy = build_policy(&req.opts, &cwd)?;
+    tracing::debug!(target: "shellcage::timing", "policy built {}", start.elapsed().as_micros());
     if req.argv.is_empty() {
         return Err(LaunchError::Invalid("no command given".into()));
     }
@@ -375,6 +377,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         .map_err(|e| crate::sys::SysError::new("signalfd", "supervisor", e))?;
 
     let (mut launch, mut env_out) = prepare(&policy, plan, &req, &cwd)?;
+    tracing::debug!(target: "shellcage::timing", "launch prepared {}", start.elapsed().as_micros());
     let mut fallback = None;
     let spawned = match spawn::spawn(&launch) {
         Ok(s) => s,
@@ -413,7 +416,9 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         start,
         launch.plan.tier == Tier::Container,
     );
+    tracing::debug!(target: "shellcage::timing", "sandbox exited {}", start.elapsed().as_micros());
     cleanup(&launch, &policy);
+    tracing::debug!(target: "shellcage::timing", "cleaned up {}", start.elapsed().as_micros());
     if req.interactive {
         let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
     }
@@ -454,7 +459,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
 
 fn cleanup(launch: &Launch, policy: &Policy) {
     if let Some(m) = &launch.mounts {
-        mount::cleanup(m, policy);
+        mount::cleanup(m);
     }
 }
 

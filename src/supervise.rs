@@ -164,6 +164,7 @@ pub fn supervise(
         let (kind, rest) = line.split_at(line.len().min(2));
         match kind.trim() {
             "E" => errors.push(rest.to_string()),
+            "T" => tracing::debug!(target: "shellcage::timing", "{}", rest.trim()),
             "X" => reported = rest.trim().parse().ok().map(Status::Exited),
             "S" => reported = rest.trim().parse().ok().map(Status::Signaled),
             _ => {}

@@ -255,7 +255,7 @@ pub fn is_tty(fd: RawFd) -> bool {
 }
 
 /// Create an empty file with `mode` (O_EXCL, not following symlinks): masks
-/// and placeholders. The umask is not applied by `mode` bits we never set.
+/// and placeholders. The caller sets the umask when exact bits matter.
 pub fn create_placeholder_file(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -263,9 +263,8 @@ pub fn create_placeholder_file(path: &Path, mode: u32) -> io::Result<()> {
         .create_new(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    // The umask may have cleared bits of `mode`; set it exactly.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .open(path)
+        .map(drop)
 }
 
 /// Has the read end of the pipe whose write end is `fd` been closed? (poll

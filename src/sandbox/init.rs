@@ -30,6 +30,13 @@ pub const EXIT_SETUP: i32 = 125;
 pub const EXIT_NOEXEC: i32 = 126;
 pub const EXIT_NOTFOUND: i32 = 127;
 
+/// `-v` phase timing: one `T` line, only when timing is on.
+fn mark(launch: &Launch, fd: RawFd, phase: &str) {
+    if let Some(start) = launch.timing {
+        report(fd, 'T', &format!("{phase} {}", start.elapsed().as_micros()));
+    }
+}
+
 fn report(fd: RawFd, kind: char, text: &str) {
     let line = format!("{kind} {}\n", text.replace('\n', " "));
     sys::write_all_raw(fd, line.as_bytes());
@@ -68,6 +75,7 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
     {
         sys::exit_now(EXIT_SETUP);
     }
+    mark(launch, report_fd, "init started");
     if let Err(e) = write_id_maps(launch.uid, launch.gid) {
         fail(
             report_fd,
@@ -75,6 +83,7 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             format_args!("cannot map user ids: {e}"),
         );
     }
+    mark(launch, report_fd, "id maps written");
     // Not dumpable: the command (same uid) cannot read /proc/1/environ, /proc/1/mem or ptrace us.
     let _ = nix::sys::prctl::set_dumpable(false);
     if !launch.interactive {
@@ -97,6 +106,7 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             format_args!("sethostname({}) => {e}", launch.hostname),
         );
     }
+    mark(launch, report_fd, "root built");
     if launch.plan.new_netns {
         if let Err(e) = sys::loopback_up() {
             fail(
@@ -106,6 +116,7 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             );
         }
     }
+    mark(launch, report_fd, "network up");
     sys::close_fds_except(&[0, 1, 2, report_fd]);
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
@@ -154,7 +165,8 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
 
 /// The command process: drop everything, then exec. Never returns.
 pub fn exec_command(launch: &Launch, report_fd: RawFd) -> ! {
-    if let Err(e) = prepare_command(launch) {
+    mark(launch, report_fd, "command forked");
+    if let Err(e) = prepare_command(launch, report_fd) {
         fail(report_fd, EXIT_SETUP, e);
     }
     let name = launch.argv[0].to_string_lossy().into_owned();
@@ -221,7 +233,7 @@ enum CommandSetupError {
 /// The design's order: setsid → rlimits → close fds → chdir → drop caps →
 /// no_new_privs → Landlock → seccomp (last, so the steps before it may use
 /// any syscall).
-fn prepare_command(launch: &Launch) -> Result<(), CommandSetupError> {
+fn prepare_command(launch: &Launch, report_fd: RawFd) -> Result<(), CommandSetupError> {
     if launch.interactive {
         // Own process group in the terminal's foreground (job control works;
         // TIOCSTI is refused by seccomp).
@@ -237,8 +249,11 @@ fn prepare_command(launch: &Launch) -> Result<(), CommandSetupError> {
         source,
     })?;
     privileges::drop_all()?;
+    mark(launch, report_fd, "privileges dropped");
     landlock::apply(&launch.landlock)?;
+    mark(launch, report_fd, "landlock applied");
     seccomp::install(&launch.seccomp)?;
+    mark(launch, report_fd, "seccomp installed (exec next)");
     Ok(())
 }
 

@@ -38,4 +38,7 @@ pub struct Launch {
     /// An interactive shell on a terminal: keep the controlling terminal
     /// (foreground process group) instead of `setsid`.
     pub interactive: bool,
+    /// When set (`-v`), the sandbox reports phase timestamps (µs since this
+    /// instant) over the report pipe as `T <phase> <micros>` lines.
+    pub timing: Option<std::time::Instant>,
 }

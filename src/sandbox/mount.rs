@@ -249,7 +249,13 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                     Ok(canon) if is_within(&canon, ws) => Some((canon.clone(), canon.is_dir())),
                     _ => None,
                 },
-                Ok(meta) => Some((full.clone(), meta.is_dir())),
+                Ok(meta) => {
+                    // Left by a run that was SIGKILLed, or held by a concurrent one.
+                    if is_placeholder(&meta) {
+                        placeholders.push(full.clone());
+                    }
+                    Some((full.clone(), meta.is_dir()))
+                }
                 Err(_) => {
                     // Protect the topmost missing ancestor, so nothing below it can be created.
                     let mut top = ws.clone();
@@ -260,24 +266,22 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                         }
                     }
                     let as_file = top == full && looks_like_file(&full);
+                    // The mode is the marker, so the umask must not clear bits of it.
+                    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
                     let created = if as_file {
                         sys::create_placeholder_file(&top, PLACEHOLDER_FILE_MODE)
                     } else {
                         std::fs::DirBuilder::new()
                             .mode(PLACEHOLDER_DIR_MODE)
                             .create(&top)
-                            .and_then(|()| {
-                                // The umask may have cleared bits; the mode is the marker.
-                                std::fs::set_permissions(
-                                    &top,
-                                    std::fs::Permissions::from_mode(PLACEHOLDER_DIR_MODE),
-                                )
-                            })
                     };
+                    nix::sys::stat::umask(old_umask);
                     match created {
+                        // A concurrent run may have created it first: a placeholder too.
                         Ok(()) => placeholders.push(top.clone()),
-                        // A concurrent run created it first: it is a placeholder too.
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            placeholders.push(top.clone())
+                        }
                         Err(e) => {
                             let plan = MountPlan {
                                 ops: vec![],
@@ -286,7 +290,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                                 placeholders,
                                 workspace_lock,
                             };
-                            cleanup(&plan, policy);
+                            cleanup(&plan);
                             return Err(MountError::Io {
                                 what: "cannot create placeholder",
                                 path: top,
@@ -472,7 +476,7 @@ fn scan_env_files(dir: &Path, level: usize, policy: &Policy, out: &mut EnvScan) 
 /// Remove the placeholders of every run that has finished with this
 /// workspace, if no other run is using it. Called by the supervisor on every
 /// exit path (normal, signal, error).
-pub fn cleanup(plan: &MountPlan, policy: &Policy) {
+pub fn cleanup(plan: &MountPlan) {
     let Some(lock) = &plan.workspace_lock else {
         return;
     };
@@ -481,14 +485,7 @@ pub fn cleanup(plan: &MountPlan, policy: &Policy) {
         tracing::debug!("another sandbox uses the workspace; leaving placeholders to it");
         return;
     }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    for rel in &policy.protect {
-        let mut p = policy.workspace.clone();
-        for comp in rel.components() {
-            p.push(comp);
-            candidates.push(p.clone());
-        }
-    }
+    let mut candidates: Vec<&PathBuf> = plan.placeholders.iter().collect();
     // Deepest first, so a placeholder directory is empty by the time it is checked.
     candidates.sort_by_key(|p| std::cmp::Reverse(depth(p)));
     candidates.dedup();
