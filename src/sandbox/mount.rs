@@ -253,11 +253,26 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                 Err(_) => {
                     // Protect the topmost missing ancestor, so nothing below it can be created.
                     let mut top = ws.clone();
+                    let mut blocker = None;
                     for comp in rel.components() {
                         top.push(comp);
-                        if std::fs::symlink_metadata(&top).is_err() {
-                            break;
+                        match std::fs::symlink_metadata(&top) {
+                            Err(_) => break,
+                            // An ancestor that is a file (`.git` in a git worktree or
+                            // submodule): nothing can be created below it, so protect the
+                            // file itself (it names the git directory).
+                            Ok(m) if !m.is_dir() && top != full => {
+                                blocker = Some(top.clone());
+                                break;
+                            }
+                            Ok(_) => {}
                         }
+                    }
+                    if let Some(file) = blocker {
+                        if !protected.iter().any(|(p, _)| p == &file) {
+                            protected.push((file, false));
+                        }
+                        continue;
                     }
                     let as_file = top == full && looks_like_file(&full);
                     let created = if as_file {
