@@ -75,10 +75,13 @@ pub fn expect_code(out: &Output, code: i32) {
     );
 }
 
-/// Lines of stdout of the form `KEY VALUE`, as a lookup.
+/// The value of the first line `KEY VALUE` (space or tab separated), trimmed.
 pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .map(str::trim)
+    })
 }
 
 /// A number usable as a unique `sleep` argument: `sleep 900.<random>` shows
