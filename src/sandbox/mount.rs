@@ -243,6 +243,15 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
         let mut protected: Vec<(PathBuf, bool)> = Vec::new();
         for rel in &policy.protect {
             let full = ws.join(rel);
+            // Already inside a protected directory (e.g. `.git/config` below the
+            // `.git` placeholder made for `.git/hooks`): covered, and creating
+            // a placeholder inside the read-only placeholder would fail.
+            if protected
+                .iter()
+                .any(|(p, dir)| *dir && full.starts_with(p) && &full != p)
+            {
+                continue;
+            }
             let target = match std::fs::symlink_metadata(&full) {
                 Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(&full) {
                     // A symlink: protect what it points to, when that is writable here.
