@@ -243,6 +243,15 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
         let mut protected: Vec<(PathBuf, bool)> = Vec::new();
         for rel in &policy.protect {
             let full = ws.join(rel);
+            // Already inside a protected directory (e.g. `.git/config` below the
+            // `.git` placeholder made for `.git/hooks`): covered, and creating
+            // a placeholder inside the read-only placeholder would fail.
+            if protected
+                .iter()
+                .any(|(p, dir)| *dir && full.starts_with(p) && &full != p)
+            {
+                continue;
+            }
             let target = match std::fs::symlink_metadata(&full) {
                 Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(&full) {
                     // A symlink: protect what it points to, when that is writable here.
@@ -259,11 +268,26 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                 Err(_) => {
                     // Protect the topmost missing ancestor, so nothing below it can be created.
                     let mut top = ws.clone();
+                    let mut blocker = None;
                     for comp in rel.components() {
                         top.push(comp);
-                        if std::fs::symlink_metadata(&top).is_err() {
-                            break;
+                        match std::fs::symlink_metadata(&top) {
+                            Err(_) => break,
+                            // An ancestor that is a file (`.git` in a git worktree or
+                            // submodule): nothing can be created below it, so protect the
+                            // file itself (it names the git directory).
+                            Ok(m) if !m.is_dir() && top != full => {
+                                blocker = Some(top.clone());
+                                break;
+                            }
+                            Ok(_) => {}
                         }
+                    }
+                    if let Some(file) = blocker {
+                        if !protected.iter().any(|(p, _)| p == &file) {
+                            protected.push((file, false));
+                        }
+                        continue;
                     }
                     let as_file = top == full && looks_like_file(&full);
                     // The mode is the marker, so the umask must not clear bits of it.
