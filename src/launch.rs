@@ -382,7 +382,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     let spawned = match spawn::spawn(&launch) {
         Ok(s) => s,
         Err(SpawnError::Namespaces(err)) if policy.tier == TierChoice::Auto => {
-            cleanup(&launch, &policy);
+            cleanup(&launch);
             let plan = plan::plan(&policy, &features, false)?;
             let msg = format!(
                 "user namespaces unavailable ({err}); running in the container tier: Landlock + seccomp, no private /tmp, host processes visible"
@@ -390,10 +390,10 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
             eprintln!("shellcage: {msg}");
             fallback = Some(msg);
             (launch, env_out) = prepare(&policy, plan, &req, &cwd)?;
-            spawn::spawn(&launch).inspect_err(|_| cleanup(&launch, &policy))?
+            spawn::spawn(&launch).inspect_err(|_| cleanup(&launch))?
         }
         Err(SpawnError::Namespaces(err)) => {
-            cleanup(&launch, &policy);
+            cleanup(&launch);
             return Err(LaunchError::Refused(plan::Refusal {
                 guarantee: plan::Guarantee::FilesystemView.name(),
                 missing: format!(
@@ -404,7 +404,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
             }));
         }
         Err(e) => {
-            cleanup(&launch, &policy);
+            cleanup(&launch);
             return Err(e.into());
         }
     };
@@ -417,7 +417,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         launch.plan.tier == Tier::Container,
     );
     tracing::debug!(target: "shellcage::timing", "sandbox exited {}", start.elapsed().as_micros());
-    cleanup(&launch, &policy);
+    cleanup(&launch);
     tracing::debug!(target: "shellcage::timing", "cleaned up {}", start.elapsed().as_micros());
     if req.interactive {
         let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
@@ -457,7 +457,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     Ok(outcome.exit_code)
 }
 
-fn cleanup(launch: &Launch, policy: &Policy) {
+fn cleanup(launch: &Launch) {
     if let Some(m) = &launch.mounts {
         mount::cleanup(m);
     }

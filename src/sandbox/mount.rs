@@ -514,16 +514,16 @@ pub fn cleanup(plan: &MountPlan) {
     candidates.sort_by_key(|p| std::cmp::Reverse(depth(p)));
     candidates.dedup();
     for p in candidates {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
             continue;
         };
         if !is_placeholder(&meta) {
             continue;
         }
         let res = if meta.is_dir() {
-            std::fs::remove_dir(&p)
+            std::fs::remove_dir(p)
         } else {
-            std::fs::remove_file(&p)
+            std::fs::remove_file(p)
         };
         if let Err(err) = res {
             tracing::debug!(?err, path = %p.display(), "placeholder not removed");
