@@ -84,6 +84,17 @@ pub enum NetArg {
     Host,
 }
 
+/// `--tier`: which isolation tier the run accepts (overrides the profile's `tier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// Namespaces required: refuse (exit 125) where user namespaces fail.
+    Full,
+    /// Namespaces when possible, else the container tier (said on stderr and in the report).
+    Auto,
+    /// Landlock + seccomp only, no namespaces.
+    Container,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportArg {
     Json,
@@ -107,6 +118,9 @@ pub struct RunOpts {
     /// Network: none (default), loopback (private loopback with TCP allowed), host.
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,
+    /// Isolation tier (default: $SHELLCAGE_TIER, else the profile's `tier`).
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<TierArg>,
     /// Pass NAME from the caller, or set NAME=VALUE (repeatable; passes
     /// secret-looking names too, and the report lists them).
     #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]

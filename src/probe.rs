@@ -58,15 +58,15 @@ impl Features {
             self.clone()
         };
         if f.apparmor_restrict_userns == Some(true) {
-            "kernel.apparmor_restrict_unprivileged_userns=1: add an AppArmor profile allowing userns for shellcage, or use tier = \"auto\"; see 'shellcage doctor'".into()
+            "kernel.apparmor_restrict_unprivileged_userns=1: add an AppArmor profile allowing userns for shellcage, or run with --tier auto (tier = \"auto\" in a profile); see 'shellcage doctor'".into()
         } else if f.max_user_namespaces == Some(0) {
-            "user.max_user_namespaces=0: raise it with sysctl, or use tier = \"auto\"; see 'shellcage doctor'".into()
+            "user.max_user_namespaces=0: raise it with sysctl, or run with --tier auto (tier = \"auto\" in a profile); see 'shellcage doctor'".into()
         } else if f.unprivileged_userns_clone == Some(false) {
-            "kernel.unprivileged_userns_clone=0: set it to 1, or use tier = \"auto\"; see 'shellcage doctor'".into()
+            "kernel.unprivileged_userns_clone=0: set it to 1, or run with --tier auto (tier = \"auto\" in a profile); see 'shellcage doctor'".into()
         } else if f.in_container {
-            "running in a container whose seccomp profile refuses namespaces: use tier = \"auto\" (the container tier) or give the container a profile that allows unshare; see 'shellcage doctor'".into()
+            "running in a container whose seccomp profile refuses namespaces: run with --tier auto (the container tier) or give the container a profile that allows unshare; see 'shellcage doctor'".into()
         } else {
-            "see 'shellcage doctor'; tier = \"auto\" falls back to Landlock and seccomp only".into()
+            "see 'shellcage doctor'; --tier auto falls back to the container tier (Landlock and seccomp only)".into()
         }
     }
 }

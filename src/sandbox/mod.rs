@@ -1,6 +1,7 @@
 //! Applying a `Plan`: one module per kernel mechanism, and the two processes
 //! that apply them (`spawn` in the supervisor, `init` inside the sandbox).
 
+pub mod contained;
 pub mod env;
 pub mod init;
 pub mod landlock;
@@ -38,4 +39,7 @@ pub struct Launch {
     /// An interactive shell on a terminal: keep the controlling terminal
     /// (foreground process group) instead of `setsid`.
     pub interactive: bool,
+    /// Container tier: the per-run directory holding `$HOME` and `$TMPDIR`,
+    /// removed after the run.
+    pub run_dir: Option<contained::RunDir>,
 }
