@@ -49,6 +49,7 @@ pub enum Command {
         args: Vec<String>,
     },
     /// What this kernel supports, which guarantees hold here, and how to fix what is missing.
+    /// Exit 0 when a run with the profile would work here, 1 when it would be refused.
     Doctor {
         /// Machine-readable output.
         #[arg(long)]
@@ -56,6 +57,31 @@ pub enum Command {
         /// Profile to evaluate.
         #[arg(long, default_value = "dev")]
         profile: String,
+        /// Tier to evaluate (default: $SHELLCAGE_TIER, else the profile's).
+        #[arg(long, value_enum, value_name = "TIER")]
+        tier: Option<TierArg>,
+    },
+    /// Devcontainer entrypoint: check the tier once, print what is enforced, then exec
+    /// CMD (the agent) outside the sandbox with SHELL=shellcage-sh, so that the agent's
+    /// shell commands run in the sandbox.
+    Entrypoint {
+        /// Profile for the agent's commands (exported as SHELLCAGE_PROFILE).
+        #[arg(long, short = 'p', value_name = "NAME|FILE")]
+        profile: Option<String>,
+        /// Workspace (exported as SHELLCAGE_WORKSPACE; default as for `run`).
+        #[arg(long, short = 'w', value_name = "DIR")]
+        workspace: Option<std::path::PathBuf>,
+        /// Tier (default: auto; the tier found is exported as SHELLCAGE_TIER).
+        #[arg(long, value_enum, value_name = "TIER", default_value = "auto")]
+        tier: TierArg,
+        /// The command to run, typically the agent.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
     },
     /// Inspect profiles.
     Profile {
@@ -84,6 +110,17 @@ pub enum NetArg {
     Host,
 }
 
+/// `--tier`: which isolation tier the run accepts (overrides the profile's `tier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// Namespaces required: refuse (exit 125) where user namespaces fail.
+    Full,
+    /// Namespaces when possible, else the container tier (said on stderr and in the report).
+    Auto,
+    /// Landlock + seccomp only, no namespaces.
+    Container,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportArg {
     Json,
@@ -107,6 +144,9 @@ pub struct RunOpts {
     /// Network: none (default), loopback (private loopback with TCP allowed), host.
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,
+    /// Isolation tier (default: $SHELLCAGE_TIER, else the profile's `tier`).
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<TierArg>,
     /// Pass NAME from the caller, or set NAME=VALUE (repeatable; passes
     /// secret-looking names too, and the report lists them).
     #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]

@@ -9,11 +9,12 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::Serialize;
 
-use crate::cli::{NetArg, RunOpts};
+use crate::cli::{NetArg, RunOpts, TierArg};
 use crate::plan::{self, Plan, Tier};
 use crate::policy::{Access, NetMode, PathRule, Policy, TierChoice};
 use crate::probe::Features;
 use crate::profile::{self, LoadContext};
+use crate::sandbox::contained::{self, Allowlist, RunDir};
 use crate::sandbox::env::{self, EnvOutcome, Fixed};
 use crate::sandbox::landlock::LandlockSpec;
 use crate::sandbox::mount::{self, DEV_NODES, EnvScan, MountPlan};
@@ -37,6 +38,8 @@ pub enum LaunchError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Sys(#[from] crate::sys::SysError),
+    #[error(transparent)]
+    Contained(#[from] contained::ContainedError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -123,6 +126,16 @@ pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, Lau
     Ok(chosen)
 }
 
+/// `full`, `auto` or `container`.
+pub fn parse_tier(v: &str) -> Option<TierChoice> {
+    match v {
+        "full" => Some(TierChoice::Full),
+        "auto" => Some(TierChoice::Auto),
+        "container" => Some(TierChoice::Container),
+        _ => None,
+    }
+}
+
 fn absolute(p: &Path, cwd: &Path, flag: &str) -> Result<PathBuf, LaunchError> {
     let joined = if p.is_absolute() {
         p.to_path_buf()
@@ -188,6 +201,19 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
             NetArg::Host => NetMode::Host,
         };
     }
+    policy.tier = match opts.tier {
+        Some(TierArg::Full) => TierChoice::Full,
+        Some(TierArg::Auto) => TierChoice::Auto,
+        Some(TierArg::Container) => TierChoice::Container,
+        None => match std::env::var("SHELLCAGE_TIER").ok().as_deref() {
+            None | Some("") => policy.tier,
+            Some(v) => parse_tier(v).ok_or_else(|| {
+                LaunchError::Invalid(format!(
+                    "SHELLCAGE_TIER={v}: unknown tier (expected full, auto or container)"
+                ))
+            })?,
+        },
+    };
     for spec in &opts.env {
         let (name, value) = match spec.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -214,24 +240,21 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
     Ok(policy)
 }
 
-fn landlock_spec(policy: &Policy, plan: &Plan, mounts: Option<&MountPlan>) -> LandlockSpec {
-    let (read, write) = match mounts {
-        Some(m) => (m.visible.read.clone(), m.visible.write.clone()),
-        None => {
-            let mut read = Vec::new();
-            let mut write = vec![PathBuf::from("/tmp")];
-            for r in &policy.paths {
-                match r.access {
-                    Access::Read => read.push(r.path.clone()),
-                    Access::Write => write.push(r.path.clone()),
-                }
-            }
-            match policy.workspace_access {
-                Access::Read => read.push(policy.workspace.clone()),
-                Access::Write => write.push(policy.workspace.clone()),
-            }
-            (read, write)
-        }
+fn landlock_spec(
+    policy: &Policy,
+    plan: &Plan,
+    mounts: Option<&MountPlan>,
+    allow: Option<&Allowlist>,
+) -> LandlockSpec {
+    let (list, read, write) = match (mounts, allow) {
+        // In the namespaces tier `/` is our own tmpfs holding only what is visible.
+        (Some(m), _) => (
+            vec![PathBuf::from("/")],
+            m.visible.read.clone(),
+            m.visible.write.clone(),
+        ),
+        (None, Some(a)) => (a.list.clone(), a.read.clone(), a.write.clone()),
+        (None, None) => (vec![], vec![], vec![]),
     };
     let mut dev_rw: Vec<PathBuf> = DEV_NODES
         .iter()
@@ -239,12 +262,7 @@ fn landlock_spec(policy: &Policy, plan: &Plan, mounts: Option<&MountPlan>) -> La
         .collect();
     dev_rw.push(PathBuf::from("/dev/pts"));
     LandlockSpec {
-        // In the namespaces tier `/` is our own tmpfs holding only what is visible.
-        list: if mounts.is_some() {
-            vec![PathBuf::from("/")]
-        } else {
-            vec![]
-        },
+        list,
         read,
         write,
         dev_rw,
@@ -298,19 +316,6 @@ fn prepare(
         Tier::Namespaces => sandbox_cwd(policy, cwd),
         Tier::Container => cwd.to_path_buf(),
     };
-    let user = user_name();
-    let shell = policy.shell_path().map(Path::to_path_buf);
-    let env = env::build(
-        &policy.env,
-        std::env::vars_os(),
-        &Fixed {
-            home: &policy.home,
-            user: &user,
-            pwd: &run_cwd,
-            profile: &policy.profile,
-            shell: shell.as_deref(),
-        },
-    );
     let argv = req
         .argv
         .iter()
@@ -322,7 +327,40 @@ fn prepare(
     let seccomp = seccomp::build(&SeccompSpec {
         allow_inet: plan.seccomp_allow_inet,
     })?;
-    let landlock = landlock_spec(policy, &plan, mounts.as_ref());
+    // Container tier: a fresh $HOME and $TMPDIR per run (no private tmpfs
+    // without a mount namespace), and the Landlock allowlist that replaces the
+    // mount namespace's view.
+    let (run_dir, allow) = match plan.tier {
+        Tier::Namespaces => (None, None),
+        Tier::Container => {
+            let run = RunDir::create(policy)?;
+            match contained::allowlist(policy, &run.root) {
+                Ok(a) => (Some(run), Some(a)),
+                Err(e) => {
+                    run.remove();
+                    return Err(e.into());
+                }
+            }
+        }
+    };
+    let user = user_name();
+    let shell = policy.shell_path().map(Path::to_path_buf);
+    let mut env = env::build(
+        &policy.env,
+        std::env::vars_os(),
+        &Fixed {
+            home: run_dir.as_ref().map_or(&policy.home, |r| &r.home),
+            user: &user,
+            pwd: &run_cwd,
+            profile: &policy.profile,
+            shell: shell.as_deref(),
+        },
+    );
+    if let Some(run) = &run_dir {
+        env.vars
+            .insert("TMPDIR".into(), run.tmp.display().to_string());
+    }
+    let landlock = landlock_spec(policy, &plan, mounts.as_ref(), allow.as_ref());
     let launch = Launch {
         mounts,
         argv,
@@ -338,6 +376,7 @@ fn prepare(
         interactive: req.interactive,
         timing: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
         plan,
+        run_dir,
     };
     Ok((launch, env))
 }
@@ -385,7 +424,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
             cleanup(&launch);
             let plan = plan::plan(&policy, &features, false)?;
             let msg = format!(
-                "user namespaces unavailable ({err}); running in the container tier: Landlock + seccomp, no private /tmp, host processes visible"
+                "user namespaces unavailable ({err}); running in the container tier (Landlock + seccomp; not enforced: protected paths, private /tmp, pid isolation; see 'shellcage doctor')"
             );
             eprintln!("shellcage: {msg}");
             fallback = Some(msg);
@@ -397,8 +436,13 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
             return Err(LaunchError::Refused(plan::Refusal {
                 guarantee: plan::Guarantee::FilesystemView.name(),
                 missing: format!(
-                    "cannot create user namespace: {}",
-                    err.errno.desc().to_lowercase()
+                    "cannot create user namespace: {}{}",
+                    err.errno.desc().to_lowercase(),
+                    if err.errno == nix::errno::Errno::ENOSPC {
+                        " (the user namespace limit of this namespace is 0 or reached)"
+                    } else {
+                        ""
+                    }
                 ),
                 hint: features.userns_hint(),
             }));
@@ -460,6 +504,9 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
 fn cleanup(launch: &Launch) {
     if let Some(m) = &launch.mounts {
         mount::cleanup(m);
+    }
+    if let Some(run) = &launch.run_dir {
+        run.remove();
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod doctor;
+pub mod entrypoint;
 pub mod launch;
 pub mod plan;
 pub mod policy;

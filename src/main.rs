@@ -63,7 +63,17 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             interactive: false,
         })?),
         Command::Sh { opts, args } => shell(opts, &args),
-        Command::Doctor { json, profile } => shellcage::doctor::run(json, &profile),
+        Command::Doctor {
+            json,
+            profile,
+            tier,
+        } => shellcage::doctor::run(json, &profile, tier),
+        Command::Entrypoint {
+            profile,
+            workspace,
+            tier,
+            command,
+        } => shellcage::entrypoint::run(profile, workspace, tier, &command),
         Command::Profile { command } => profile_cmd(command),
     }
 }

@@ -299,15 +299,23 @@ pub fn plan(policy: &Policy, features: &Features, userns_ok: bool) -> Result<Pla
             push(
                 Guarantee::FilesystemView,
                 Status::Partial,
-                vec![ll("filesystem allowlist")],
-                Some("paths are restricted but not hidden: no private /tmp or $HOME".into()),
+                vec![
+                    ll("filesystem allowlist"),
+                    "per-run $HOME and $TMPDIR (created and removed by the supervisor)".into(),
+                ],
+                Some(
+                    "paths outside the allowlist still exist (stat and path walks work) but cannot be read or written; /tmp is the host's, shared read-write"
+                        .into(),
+                ),
             );
             push(
                 Guarantee::SecretsHidden,
                 Status::Partial,
-                vec![ll("secrets outside the allowlist")],
+                vec![ll(
+                    "hidden paths left out of the allowlist (read-only trees granted entry by entry)",
+                )],
                 Some(
-                    "secrets inside an allowed tree cannot be hidden without a mount namespace"
+                    ".env files in the workspace stay readable; a hidden path inside a writable tree refuses to run"
                         .into(),
                 ),
             );
@@ -322,7 +330,7 @@ pub fn plan(policy: &Policy, features: &Features, userns_ok: bool) -> Result<Pla
                     Guarantee::NoNetwork,
                     Status::Full,
                     with(
-                        vec!["seccomp refuses inet sockets".into()],
+                        vec!["seccomp refuses AF_INET/AF_INET6 sockets".into()],
                         landlock_tcp,
                         ll("tcp bind/connect denied"),
                     ),
@@ -344,17 +352,27 @@ pub fn plan(policy: &Policy, features: &Features, userns_ok: bool) -> Result<Pla
                     Status::NotEnforced
                 },
                 with(vec![], landlock_scopes, ll("abstract unix socket scope")),
-                Some("named sockets inside allowed paths stay reachable".into()),
+                Some(
+                    "pathname unix sockets (docker.sock, D-Bus, ssh-agent, the systemd user manager) stay reachable: landlock below abi 9 does not check connect(2); no ipc namespace"
+                        .into(),
+                ),
             );
             push(
                 Guarantee::Processes,
                 Status::Partial,
                 with(
-                    vec!["seccomp denies ptrace".into()],
+                    vec![
+                        "seccomp denies ptrace".into(),
+                        "landlock: /proc/PID/environ, mem and ptrace of outside processes refused"
+                            .into(),
+                    ],
                     landlock_scopes,
                     ll("signal scope"),
                 ),
-                Some("host processes are visible in /proc without a pid namespace".into()),
+                Some(
+                    "no pid namespace: host processes are visible in /proc (cmdline, status)"
+                        .into(),
+                ),
             );
             push(
                 Guarantee::NoPrivilege,
@@ -394,7 +412,9 @@ pub fn plan(policy: &Policy, features: &Features, userns_ok: bool) -> Result<Pla
             tier == Tier::Namespaces,
             "size-capped tmpfs /tmp and $HOME".into(),
         ),
-        None,
+        (tier == Tier::Container).then(|| {
+            "no tmpfs caps: $HOME and $TMPDIR live on the host's temp filesystem, bounded only by file_size per file".into()
+        }),
     );
     push(
         Guarantee::NothingOutlives,
@@ -408,10 +428,13 @@ pub fn plan(policy: &Policy, features: &Features, userns_ok: bool) -> Result<Pla
                 "pid namespace init kills all on exit".into(),
                 "PDEATHSIG".into(),
             ],
-            Tier::Container => vec!["process group killed on exit".into(), "PDEATHSIG".into()],
+            Tier::Container => vec![
+                "child subreaper: every descendant killed on exit".into(),
+                "PDEATHSIG".into(),
+            ],
         },
         (tier == Tier::Container).then(|| {
-            "a process that leaves the process group (setsid) can outlive the command".into()
+            "if shellcage itself is SIGKILLed, descendants that left the process group survive; processes started through a reachable daemon are not descendants".into()
         }),
     );
     Ok(Plan {

@@ -102,7 +102,11 @@ pub fn supervise(
         if ready[0] {
             if let Ok(Some(info)) = signals.read_signal() {
                 if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                    let _ = kill(child, sig);
+                    // Container tier: the command leads its own process group
+                    // (setsid); the namespaces tier's init forwards by itself.
+                    if !kill_group || kill(Pid::from_raw(-child.as_raw()), sig).is_err() {
+                        let _ = kill(child, sig);
+                    }
                     if terminating(sig) && signal_received.is_none() {
                         signal_received = Some(sig as i32);
                         grace = Some(Instant::now() + GRACE);
@@ -156,6 +160,12 @@ pub fn supervise(
             other => break other,
         }
     };
+    if kill_group {
+        // Everything the command left behind, in any session or process group,
+        // was reparented to us (child subreaper): kill it all.
+        let n = crate::sandbox::contained::kill_descendants();
+        tracing::debug!(killed = n, "container tier: descendants killed");
+    }
     let duration_ms = start.elapsed().as_millis() as u64;
     let text = String::from_utf8_lossy(&messages);
     let mut errors = Vec::new();

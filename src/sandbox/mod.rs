@@ -1,6 +1,7 @@
 //! Applying a `Plan`: one module per kernel mechanism, and the two processes
 //! that apply them (`spawn` in the supervisor, `init` inside the sandbox).
 
+pub mod contained;
 pub mod env;
 pub mod init;
 pub mod landlock;
@@ -41,4 +42,7 @@ pub struct Launch {
     /// When set (`-v`), the sandbox reports phase timestamps (µs since this
     /// instant) over the report pipe as `T <phase> <micros>` lines.
     pub timing: Option<std::time::Instant>,
+    /// Container tier: the per-run directory holding `$HOME` and `$TMPDIR`,
+    /// removed after the run.
+    pub run_dir: Option<contained::RunDir>,
 }

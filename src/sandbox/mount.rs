@@ -289,6 +289,20 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                         }
                         continue;
                     }
+                    // Inside a placeholder directory (made for an earlier protected
+                    // path, by this run or a concurrent one): nothing can be created in
+                    // it (mode 0555, and as non-root not even by us), and protecting the
+                    // placeholder itself covers this path.
+                    if let Some(parent) = top.parent().filter(|p| *p != ws.as_path()) {
+                        if std::fs::symlink_metadata(parent).is_ok_and(|m| is_placeholder(&m)) {
+                            let t = (parent.to_path_buf(), true);
+                            placeholders.push(t.0.clone());
+                            if !protected.iter().any(|(p, _)| p == &t.0) {
+                                protected.push(t);
+                            }
+                            continue;
+                        }
+                    }
                     let as_file = top == full && looks_like_file(&full);
                     // The mode is the marker, so the umask must not clear bits of it.
                     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());

@@ -24,7 +24,18 @@ pub fn drop_all() -> Result<(), PrivilegeError> {
         (CapSet::Effective, "effective"),
         (CapSet::Permitted, "permitted"),
     ] {
-        caps::clear(None, set).map_err(|source| PrivilegeError::Caps { set: name, source })?;
+        if let Err(source) = caps::clear(None, set) {
+            // Without namespaces (container tier) an unprivileged caller cannot
+            // drop the bounding set (CAP_SETPCAP). With no capability permitted
+            // and no_new_privs set below, execve cannot gain any, so the
+            // bounding set has nothing left to bound.
+            let nothing_held = caps::read(None, CapSet::Permitted).is_ok_and(|p| p.is_empty());
+            if matches!(set, CapSet::Bounding) && nothing_held {
+                tracing::debug!(%source, "bounding set kept: no capability held");
+                continue;
+            }
+            return Err(PrivilegeError::Caps { set: name, source });
+        }
     }
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)
 }

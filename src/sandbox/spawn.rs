@@ -47,6 +47,10 @@ fn clone_flags(launch: &Launch) -> libc::c_int {
 pub fn spawn(launch: &Launch) -> Result<Spawned, SpawnError> {
     let (read, write) = sys::pipe_cloexec()?;
     let flags = clone_flags(launch);
+    if launch.plan.tier == Tier::Container {
+        // No pid namespace: orphans must come back to us to be killed.
+        super::contained::become_subreaper()?;
+    }
     match sys::clone_process(flags) {
         Ok(Forked::Child) => {
             drop(read);

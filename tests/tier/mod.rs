@@ -1,0 +1,156 @@
+//! Helpers for the tier tests: run shellcage where user namespaces fail, by
+//! simulation (bwrap --disable-userns, or a seccomp filter like a container
+//! runtime's), and a secret that lies outside every allowlist.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{self, Workspace};
+
+/// How the test takes user namespaces away.
+#[derive(Debug, Clone, Copy)]
+pub enum Sim {
+    /// `bwrap --unshare-user --disable-userns …`: nested user namespaces fail (ENOSPC).
+    Bwrap,
+    /// A seccomp filter refusing unshare/clone with CLONE_NEWUSER (EPERM), clone3 ENOSYS.
+    Seccomp,
+}
+
+/// A simulation environment; holds the compiled helper while alive.
+pub struct Env {
+    sim: Sim,
+    _dir: tempfile::TempDir,
+    helper: PathBuf,
+}
+
+const HELPER_SRC: &str = include_str!("nouserns.c");
+
+fn bwrap_works() -> bool {
+    Command::new("bwrap")
+        .args([
+            "--unshare-user",
+            "--disable-userns",
+            "--ro-bind",
+            "/",
+            "/",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Env {
+    /// `None` (a skip, or a failure under SHELLCAGE_TEST_REQUIRE_KERNEL) when
+    /// the simulation cannot be set up here.
+    pub fn new(sim: Sim) -> Option<Env> {
+        let dir = tempfile::Builder::new()
+            .prefix("shellcage-tier-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        let helper = dir.path().join("nouserns");
+        match sim {
+            Sim::Bwrap => {
+                if !common::require(bwrap_works(), "bwrap with --disable-userns") {
+                    return None;
+                }
+            }
+            Sim::Seccomp => {
+                let src = dir.path().join("nouserns.c");
+                std::fs::write(&src, HELPER_SRC).unwrap();
+                let ok = Command::new("cc")
+                    .arg("-O1")
+                    .arg("-o")
+                    .arg(&helper)
+                    .arg(&src)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !common::require(ok, "cc to build the seccomp helper") {
+                    return None;
+                }
+            }
+        }
+        Some(Env {
+            sim,
+            _dir: dir,
+            helper,
+        })
+    }
+
+    /// `shellcage ARGS…` inside the simulation. `ws` is writable there.
+    pub fn shellcage(&self, ws: &Workspace, args: &[&str]) -> Command {
+        let mut c = match self.sim {
+            Sim::Bwrap => {
+                let mut c = Command::new("bwrap");
+                c.args(["--unshare-user", "--disable-userns", "--die-with-parent"])
+                    .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
+                    .args(["--unshare-pid"])
+                    // The system temp dir holds the workspace and the per-run $HOME.
+                    .arg("--bind")
+                    .arg(std::env::temp_dir())
+                    .arg(std::env::temp_dir())
+                    .arg("--")
+                    .arg(common::bin());
+                c
+            }
+            Sim::Seccomp => {
+                let mut c = Command::new(&self.helper);
+                c.arg(common::bin());
+                c
+            }
+        };
+        c.args(args).current_dir(ws.path()).stdin(Stdio::null());
+        c
+    }
+}
+
+/// A file outside every allowlist (not under the workspace, /tmp, the
+/// toolchains or the system directories), readable by us on the host.
+pub struct Secret {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Secret {
+    pub fn new() -> Secret {
+        let dir = tempfile::Builder::new()
+            .prefix("shellcage-secret-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let text = common::canary();
+        let path = dir.path().join("id_ed25519");
+        std::fs::write(&path, &text).unwrap();
+        Secret { dir, path, text }
+    }
+}
+
+/// A python3 snippet printing the errno (or "open") of socket() for TCP and
+/// UDP over IPv4 and IPv6; where a TCP socket opens, it connects to `port`.
+pub fn socket_probe(port: u16) -> String {
+    format!(
+        r#"/usr/bin/python3 -c '
+import socket
+r = []
+for fam, typ in [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_STREAM),
+                 (socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET6, socket.SOCK_DGRAM)]:
+    try:
+        s = socket.socket(fam, typ)
+        try:
+            if fam == socket.AF_INET and typ == socket.SOCK_STREAM:
+                s.connect(("127.0.0.1", {port}))
+            r.append("open")
+        except OSError as e:
+            r.append("connect%d" % e.errno)
+    except OSError as e:
+        r.append(str(e.errno))
+print("net=" + ",".join(r))
+'"#
+    )
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
