@@ -474,6 +474,7 @@ mod tests {
             },
             shell: vec![],
             report: false,
+            audit: None,
         }
     }
 
