@@ -218,3 +218,51 @@ fn container_tier_refuses_a_visible_audit_log() {
     assert!(stderr(&o).contains("audit log"), "{}", stderr(&o));
     assert!(!marker.exists(), "nothing ran");
 }
+
+/// The command of examples/ci/github-actions.yml: the task runs with the `ci`
+/// profile, and both artifacts (audit log, report) exist and agree.
+#[test]
+fn ci_example_command_line() {
+    if !require(sandbox_available(), "user namespaces") {
+        return;
+    }
+    let yml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/github-actions.yml"),
+    )
+    .unwrap();
+    assert!(
+        yml.contains("shellcage run --profile ci"),
+        "example changed: update this test"
+    );
+    let ws = Workspace::new();
+    let task = ws.write("task.sh", "#!/bin/sh\necho task-ran > out.txt\n");
+    std::fs::set_permissions(&task, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let art = tempfile::tempdir().unwrap();
+    let (audit, report) = (
+        art.path().join("audit.jsonl"),
+        art.path().join("report.json"),
+    );
+    let o = Command::new(bin())
+        .args(["run", "--profile", "ci", "--audit"])
+        .arg(&audit)
+        .args(["--report", "json", "--report-file"])
+        .arg(&report)
+        .args(["--", "./task.sh"])
+        .current_dir(ws.path())
+        .env("SHELLCAGE_WORKSPACE", ws.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "task-ran\n"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let rec = &lines(&audit)[0];
+    assert_eq!(rec["profile"], "ci");
+    assert_eq!(rec["profile_hash"], rep["profile_hash"]);
+    assert_eq!(rec["enforcement"], rep["enforcement"]);
+    assert_eq!(verify(&audit).0, 0);
+}
