@@ -243,6 +243,12 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
         let mut protected: Vec<(PathBuf, bool)> = Vec::new();
         for rel in &policy.protect {
             let full = ws.join(rel);
+            // Inside a placeholder made above (`.git/config` after `.git/hooks`
+            // created `.git`): already read-only, and the 0555 placeholder
+            // cannot take a new entry without root.
+            if placeholders.iter().any(|p: &PathBuf| full.starts_with(p)) {
+                continue;
+            }
             let target = match std::fs::symlink_metadata(&full) {
                 Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(&full) {
                     // A symlink: protect what it points to, when that is writable here.
