@@ -259,11 +259,25 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                 Err(_) => {
                     // Protect the topmost missing ancestor, so nothing below it can be created.
                     let mut top = ws.clone();
+                    let mut in_placeholder = None;
                     for comp in rel.components() {
                         top.push(comp);
-                        if std::fs::symlink_metadata(&top).is_err() {
-                            break;
+                        match std::fs::symlink_metadata(&top) {
+                            Err(_) => break,
+                            // A concurrent run's placeholder (0555: only root could
+                            // create inside it): protecting it covers this path.
+                            Ok(m) if m.is_dir() && is_placeholder(&m) => {
+                                in_placeholder = Some(top.clone());
+                                break;
+                            }
+                            Ok(_) => {}
                         }
+                    }
+                    if let Some(dir) = in_placeholder {
+                        if !protected.iter().any(|(p, _)| p == &dir) {
+                            protected.push((dir, true));
+                        }
+                        continue;
                     }
                     let as_file = top == full && looks_like_file(&full);
                     let created = if as_file {
