@@ -88,6 +88,48 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Answer an agent's pre-tool hook (JSON on stdin): Bash commands are
+    /// rewritten to run through `shellcage sh -c`.
+    Hook {
+        #[arg(value_enum)]
+        agent: HookAgent,
+    },
+    /// Run one whole shell command line in the sandbox, as Claude Code's
+    /// CLAUDE_CODE_SHELL_PREFIX (set it to "/path/to/shellcage --prefix"):
+    /// the snapshot directory is readable, the cwd file reaches the host.
+    #[command(long_flag = "prefix")]
+    Prefix {
+        #[command(flatten)]
+        opts: RunOpts,
+        /// The command line, as one argument.
+        #[arg(allow_hyphen_values = true, value_name = "COMMAND LINE")]
+        cmdline: String,
+    },
+    /// Check or read an audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookAgent {
+    /// Claude Code's PreToolUse hook.
+    ClaudeCode,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 0 with the count of good lines, or exit 1
+    /// naming the first broken line.
+    Verify { file: PathBuf },
+    /// Print the most recent runs readably.
+    Tail {
+        /// How many runs.
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +202,10 @@ pub struct RunOpts {
     /// Write the JSON report to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub report_file: Option<PathBuf>,
+    /// Append a hash-chained JSON line about the run to FILE (never visible
+    /// inside the sandbox); see `shellcage audit verify`.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
 }
 
 /// A parsed POSIX-shell invocation (`sh [-elx] [-o opt] -c STRING [ARG0 ARG...]`).

@@ -41,6 +41,8 @@ pub enum LaunchError {
     #[error(transparent)]
     Contained(#[from] contained::ContainedError),
     #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -237,6 +239,9 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
     if opts.report.is_some() || opts.report_file.is_some() {
         policy.report = true;
     }
+    if let Some(file) = &opts.audit {
+        policy.audit = Some(cwd.join(file));
+    }
     Ok(policy)
 }
 
@@ -395,13 +400,24 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     let start = Instant::now();
     let cwd = std::env::current_dir()
         .map_err(|e| LaunchError::Invalid(format!("cannot read the current directory: {e}")))?;
-    let policy = build_policy(&req.opts, &cwd)?;
+    let mut policy = build_policy(&req.opts, &cwd)?;
     tracing::debug!(target: "shellcage::timing", "policy built {}", start.elapsed().as_micros());
     if req.argv.is_empty() {
         return Err(LaunchError::Invalid("no command given".into()));
     }
+    // Opened (created) before the run, so it exists to be masked in the sandbox.
+    let audit = match &policy.audit {
+        Some(path) => Some(crate::audit::AuditLog::open(path)?),
+        None => None,
+    };
+    if let Some(log) = &audit {
+        policy.hide.push(crate::policy::HideRule {
+            pattern: log.path().to_path_buf(),
+        });
+    }
     let features = Features::for_launch();
     let plan = plan::plan(&policy, &features, policy.tier != TierChoice::Container)?;
+    audit_hidden(&policy, &plan, audit.as_ref())?;
 
     // Block the supervised signals before the clone: the init inherits the
     // mask (it waits for them synchronously) and we read them from a signalfd.
@@ -423,6 +439,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         Err(SpawnError::Namespaces(err)) if policy.tier == TierChoice::Auto => {
             cleanup(&launch);
             let plan = plan::plan(&policy, &features, false)?;
+            audit_hidden(&policy, &plan, audit.as_ref())?;
             let msg = format!(
                 "user namespaces unavailable ({err}); running in the container tier (Landlock + seccomp; not enforced: protected paths, private /tmp, pid isolation; see 'shellcage doctor')"
             );
@@ -498,7 +515,53 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         };
         write_report(&report, req.opts.report_file.as_deref());
     }
+    if let Some(log) = audit {
+        let record = crate::audit::Record {
+            time: crate::audit::now_rfc3339(),
+            user: user_name(),
+            uid: nix::unistd::getuid().as_raw(),
+            workspace: policy.workspace.clone(),
+            argv: req.argv.clone(),
+            profile: policy.profile.clone(),
+            profile_hash: policy.profile_hash.clone(),
+            tier: serde_json::to_value(launch.plan.tier).unwrap_or_default(),
+            enforcement: serde_json::to_value(&launch.plan.enforcement).unwrap_or_default(),
+            status: serde_json::to_value(&outcome.status).unwrap_or_default(),
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            timeout: outcome.status == supervise::Status::TimedOut,
+            prev: String::new(),
+        };
+        if let Err(e) = log.append(record) {
+            eprintln!("shellcage: {e}");
+        }
+    }
     Ok(outcome.exit_code)
+}
+
+/// The container tier cannot mask a file inside a visible tree: refuse to
+/// run when the audit log lies in one (the sandbox could rewrite it).
+fn audit_hidden(
+    policy: &Policy,
+    plan: &Plan,
+    audit: Option<&crate::audit::AuditLog>,
+) -> Result<(), LaunchError> {
+    let Some(log) = audit else { return Ok(()) };
+    if plan.tier != Tier::Container {
+        return Ok(()); // masked by the mount plan (policy.hide)
+    }
+    let path = log.path();
+    let visible = path.starts_with(&policy.workspace)
+        || path.starts_with("/tmp")
+        || path.starts_with("/dev")
+        || policy.paths.iter().any(|r| path.starts_with(&r.path));
+    if visible {
+        return Err(LaunchError::Invalid(format!(
+            "audit log {} lies inside a tree the sandbox can see, and the container tier cannot hide single files (hint: put the audit log outside the workspace and the profile's paths)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn cleanup(launch: &Launch) {

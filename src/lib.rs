@@ -4,6 +4,8 @@
 //! [`policy::Policy`] → [`probe`] → [`plan::Plan`] → [`sandbox`] (apply) →
 //! [`supervise`], driven by [`launch`].
 
+pub mod audit;
+pub mod claude;
 pub mod cli;
 pub mod doctor;
 pub mod entrypoint;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shellcage::cli::{self, Cli, Command, ProfileCommand, RunOpts};
+use shellcage::cli::{self, AuditCommand, Cli, Command, HookAgent, ProfileCommand, RunOpts};
 use shellcage::launch::{self, Request};
 
 /// Exit code when shellcage itself fails before running anything.
@@ -75,6 +75,105 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             command,
         } => shellcage::entrypoint::run(profile, workspace, tier, &command),
         Command::Profile { command } => profile_cmd(command),
+        Command::Hook {
+            agent: HookAgent::ClaudeCode,
+        } => Ok(hook_claude_code()),
+        Command::Prefix { opts, cmdline } => prefix(opts, cmdline),
+        Command::Audit { command } => audit_cmd(command),
+    }
+}
+
+/// Exit code that makes Claude Code block the tool call and show stderr.
+const EXIT_HOOK_BLOCK: i32 = 2;
+
+/// `shellcage hook claude-code`: fail closed on anything unexpected.
+fn hook_claude_code() -> i32 {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(64 << 20).read_to_end(&mut input) {
+        eprintln!("shellcage hook: cannot read the event on stdin: {e}; blocking the tool call");
+        return EXIT_HOOK_BLOCK;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "shellcage hook: cannot find the shellcage binary: {e}; blocking the tool call"
+            );
+            return EXIT_HOOK_BLOCK;
+        }
+    };
+    // Claude Code gives hooks the project root: the sandbox's workspace.
+    let workspace = std::env::var_os("CLAUDE_PROJECT_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute());
+    match shellcage::claude::hook_answer(&input, &exe, workspace.as_deref()) {
+        Ok(None) => 0,
+        Ok(Some(answer)) => {
+            println!("{answer}");
+            0
+        }
+        Err(reason) => {
+            eprintln!("shellcage hook: {reason}");
+            EXIT_HOOK_BLOCK
+        }
+    }
+}
+
+/// `shellcage --prefix LINE`: Claude Code's CLAUDE_CODE_SHELL_PREFIX.
+fn prefix(mut opts: RunOpts, cmdline: String) -> anyhow::Result<i32> {
+    use shellcage::claude;
+    let home = launch::home_dir()?;
+    let snapshots = claude::snapshot_dir(&home);
+    if snapshots.is_dir() {
+        // Only the snapshots: the rest of ~/.claude (credentials) stays hidden.
+        opts.read.push(snapshots);
+    }
+    let cwd_file = match claude::cwd_file_of(&cmdline) {
+        Some(requested) => Some(
+            claude::CwdFile::prepare(&requested, &claude::claude_tmpdir())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    if let Some(f) = &cwd_file {
+        opts.write.push(f.path.clone());
+    }
+    // Claude Code sets these for its commands; git must not open an editor.
+    for name in ["GIT_EDITOR", "CLAUDECODE"] {
+        if std::env::var_os(name).is_some() {
+            opts.env.push(name.into());
+        }
+    }
+    let result = shell(opts, &["-c".into(), cmdline]);
+    if let Some(f) = cwd_file {
+        f.finish();
+    }
+    result
+}
+
+fn audit_cmd(command: AuditCommand) -> anyhow::Result<i32> {
+    use shellcage::audit::{self, Verdict};
+    match command {
+        AuditCommand::Verify { file } => match audit::verify(&file)? {
+            Verdict::Good { lines, head } => {
+                println!("{}: {lines} good lines; head sha256 {head}", file.display());
+                Ok(0)
+            }
+            Verdict::Broken { line, reason } => {
+                println!("{}: line {line}: {reason}", file.display());
+                Ok(1)
+            }
+        },
+        AuditCommand::Tail { n, file } => {
+            let mut out = std::io::stdout().lock();
+            for r in audit::tail(&file, n)? {
+                if writeln!(out, "{}", audit::describe(&r)).is_err() {
+                    break;
+                }
+            }
+            Ok(0)
+        }
     }
 }
 

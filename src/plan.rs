@@ -497,6 +497,7 @@ mod tests {
             },
             shell: vec![],
             report: false,
+            audit: None,
         }
     }
 

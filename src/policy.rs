@@ -153,6 +153,9 @@ pub struct Policy {
     pub shell: Vec<PathBuf>,
     /// Print a JSON report after the run (the `ci` profile turns it on).
     pub report: bool,
+    /// Append a hash-chained JSON line per run to this file (`--audit`,
+    /// `[audit] file`); never visible inside the sandbox.
+    pub audit: Option<PathBuf>,
 }
 
 impl Policy {

@@ -208,6 +208,7 @@ pub(super) fn build(
         limits,
         shell,
         report: optional!(report).unwrap_or(false),
+        audit: optional!(audit),
     })
 }
 

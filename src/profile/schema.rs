@@ -31,6 +31,8 @@ pub(super) struct RawProfile {
     pub shell: RawShell,
     #[serde(default)]
     pub report: RawReport,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -133,4 +135,10 @@ pub(super) struct RawShell {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReport {
     pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub file: Option<Spanned<String>>,
 }

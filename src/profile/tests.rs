@@ -911,3 +911,21 @@ proptest! {
         prop_assert_eq!(parse_size(&n.to_string()).unwrap(), n);
     }
 }
+
+#[test]
+fn audit_file_key() {
+    let f = Fixture::new();
+    assert_eq!(f.load("dev").unwrap().audit, None, "off by default");
+    f.user(
+        "audited",
+        "version = 1\nextends = \"dev\"\n[audit]\nfile = \"~/.local/state/shellcage/audit.jsonl\"\n",
+    );
+    assert_eq!(
+        f.load("audited").unwrap().audit,
+        Some(f.ctx.home.join(".local/state/shellcage/audit.jsonl"))
+    );
+    let err = f.error("version = 1\nextends = \"dev\"\n[audit]\nfile = \"relative.jsonl\"\n");
+    assert_contains(&err, &["audit.file", "relative.jsonl", "absolute"]);
+    let err = f.error("version = 1\nextends = \"dev\"\n[audit]\npath = \"/x\"\n");
+    assert_contains(&err, &["path"]);
+}

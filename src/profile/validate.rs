@@ -74,6 +74,8 @@ pub(super) struct Layer {
     pub home_size: Option<u64>,
     pub shell: Option<Vec<PathBuf>>,
     pub report: Option<bool>,
+    /// `[audit] file`: the hash-chained audit log (absolute, expanded).
+    pub audit: Option<PathBuf>,
 }
 
 /// Deepest `.env` scan accepted; deeper is almost certainly a mistake.
@@ -308,6 +310,13 @@ pub(super) fn layer(
         layer.shell = Some(shells);
     }
     layer.report = raw.report.enabled;
+    if let Some(file) = &raw.audit.file {
+        let origin = v.origin("audit.file", file, file.get_ref());
+        if file.get_ref().contains('*') {
+            return Err(origin.invalid("wildcards are only allowed in filesystem.hide"));
+        }
+        layer.audit = Some(v.expand(file.get_ref(), &origin)?);
+    }
     Ok(layer)
 }
 
