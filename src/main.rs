@@ -223,8 +223,19 @@ fn profile_cmd(command: ProfileCommand) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match command {
         ProfileCommand::List => {
-            for name in shellcage::profile::builtin_names() {
-                let _ = writeln!(out, "{name}\tbuiltin");
+            let home = launch::home_dir()?;
+            let ctx = shellcage::profile::LoadContext {
+                user_dir: Some(home.join(".config/shellcage/profiles")),
+                workspace: std::env::current_dir()?,
+                home,
+            };
+            for info in shellcage::profile::list(&ctx) {
+                let what = match (&info.problem, &info.description) {
+                    (Some(problem), _) => format!("BROKEN: {problem}"),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => String::new(),
+                };
+                let _ = writeln!(out, "{:<12} {:<40} {what}", info.name, info.source);
             }
         }
         ProfileCommand::Show { name } => {
@@ -236,6 +247,23 @@ fn profile_cmd(command: ProfileCommand) -> anyhow::Result<i32> {
                 },
                 &cwd,
             )?;
+            // The profile's own text (built-in or file), then what it resolves to here.
+            let text = match shellcage::profile::builtin_text(&policy.profile) {
+                Some(t) if policy.source.starts_with("builtin:") => t.to_string(),
+                _ => std::fs::read_to_string(&policy.source).unwrap_or_default(),
+            };
+            let _ = writeln!(
+                out,
+                "# {} ({})\n{}",
+                policy.profile,
+                policy.source,
+                text.trim_end()
+            );
+            let _ = writeln!(
+                out,
+                "\n# resolved for workspace {}:",
+                policy.workspace.display()
+            );
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&policy)?);
         }
         ProfileCommand::Check { file } => {
