@@ -140,6 +140,9 @@ pub enum ProfileCommand {
     Show {
         #[arg(default_value = "dev")]
         name: String,
+        /// Print only the resolved policy, as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a profile file; exit 125 naming the file, key and value when it is bad.
     Check { file: PathBuf },

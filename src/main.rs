@@ -238,7 +238,7 @@ fn profile_cmd(command: ProfileCommand) -> anyhow::Result<i32> {
                 let _ = writeln!(out, "{:<12} {:<40} {what}", info.name, info.source);
             }
         }
-        ProfileCommand::Show { name } => {
+        ProfileCommand::Show { name, json } => {
             let cwd = std::env::current_dir()?;
             let policy = launch::build_policy(
                 &RunOpts {
@@ -247,6 +247,10 @@ fn profile_cmd(command: ProfileCommand) -> anyhow::Result<i32> {
                 },
                 &cwd,
             )?;
+            if json {
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&policy)?);
+                return Ok(0);
+            }
             // The profile's own text (built-in or file), then what it resolves to here.
             let text = match shellcage::profile::builtin_text(&policy.profile) {
                 Some(t) if policy.source.starts_with("builtin:") => t.to_string(),

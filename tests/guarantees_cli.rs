@@ -183,10 +183,13 @@ fn profile_list_show_check() {
         assert!(names.contains(&n), "{}", stdout(&out));
     }
     let ws = Workspace::new();
-    let out = shellcage(Some(home.path()), &["profile", "show", "readonly"])
-        .current_dir(ws.path())
-        .output()
-        .unwrap();
+    let out = shellcage(
+        Some(home.path()),
+        &["profile", "show", "readonly", "--json"],
+    )
+    .current_dir(ws.path())
+    .output()
+    .unwrap();
     expect_code(&out, 0);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["profile"], "readonly");
