@@ -40,6 +40,13 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
+/// Has the init reported the command's final status (`X` or `S` line)?
+fn final_status_seen(messages: &[u8]) -> bool {
+    messages
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"X ") || l.starts_with(b"S "))
+}
+
 fn terminating(sig: Signal) -> bool {
     matches!(
         sig,
@@ -120,7 +127,10 @@ pub fn supervise(
                 let mut buf = [0u8; 4096];
                 match nix::unistd::read(report.as_fd(), &mut buf) {
                     Ok(0) => report_open = false,
-                    Ok(n) => messages.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        messages.extend_from_slice(&buf[..n]);
+                        tracing::trace!(target: "shellcage::timing", "report bytes {}", start.elapsed().as_micros());
+                    }
                     Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                     Err(_) => report_open = false,
                 }
@@ -128,9 +138,17 @@ pub fn supervise(
             idx += 1;
         }
         if pidfd.is_some() && !exited && ready.get(idx).copied().unwrap_or(false) {
+            tracing::trace!(target: "shellcage::timing", "init exited {}", start.elapsed().as_micros());
             exited = true;
         }
         if pidfd.is_none() && !report_open {
+            exited = true;
+        }
+        // Namespaces tier: the init reports the command's status only after it
+        // has killed and reaped every other process of the sandbox, and the
+        // pipe closes as it exits. That is the end of the sandbox; the kernel's
+        // teardown of the namespaces after the init's exit is not waited for.
+        if !kill_group && !report_open && final_status_seen(&messages) {
             exited = true;
         }
         let now = Instant::now();
@@ -154,8 +172,12 @@ pub fn supervise(
     if kill_group {
         let _ = kill(Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
     }
+    // After a reported status the init is only finishing its exit: reap it
+    // if it is done, else leave it (it is reparented and reaped when we exit).
+    let flags = (!kill_group && final_status_seen(&messages))
+        .then_some(nix::sys::wait::WaitPidFlag::WNOHANG);
     let wait = loop {
-        match waitpid(child, None) {
+        match waitpid(child, flags) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => break other,
         }

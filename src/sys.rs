@@ -170,8 +170,23 @@ pub fn make_tree_attrs(path: &CStr, readonly: bool, nodev: bool) -> Result<(), S
     }
 }
 
+/// Bring the loopback interface of the caller's network namespace up and
+/// return a descriptor of that namespace (`SIOCGSKNS` on the socket used).
+pub fn loopback_up_netns_fd() -> Result<OwnedFd, SysError> {
+    let sock = loopback_up_socket()?;
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor (opened
+    // close-on-exec by the kernel) for the socket's network namespace.
+    let fd = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) };
+    if fd < 0 {
+        return Err(SysError::last("ioctl", "SIOCGSKNS"));
+    }
+    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Bring the loopback interface up (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`).
-pub fn loopback_up() -> Result<(), SysError> {
+fn loopback_up_socket() -> Result<OwnedFd, SysError> {
     // SAFETY: plain socket(2) call; the returned descriptor is immediately owned.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -195,7 +210,7 @@ pub fn loopback_up() -> Result<(), SysError> {
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         return Err(SysError::last("ioctl", "SIOCSIFFLAGS lo"));
     }
-    Ok(())
+    Ok(sock)
 }
 
 /// Reset every catchable signal to its default disposition (ignored signals

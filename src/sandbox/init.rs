@@ -76,6 +76,19 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
         sys::exit_now(EXIT_SETUP);
     }
     mark(launch, report_fd, "init started");
+    // The network namespace (about a third of the namespace cost) is created,
+    // with loopback up, on a second thread while this one builds the mounts;
+    // it is joined before the command exists. Until then the init alone is in
+    // the host's network namespace, and does no networking.
+    let netns = launch.plan.new_netns.then(|| {
+        std::thread::Builder::new().stack_size(64 * 1024).spawn(
+            || -> Result<std::os::fd::OwnedFd, crate::sys::SysError> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| crate::sys::SysError::new("unshare", "CLONE_NEWNET", e))?;
+                sys::loopback_up_netns_fd()
+            },
+        )
+    });
     if let Err(e) = write_id_maps(launch.uid, launch.gid) {
         fail(
             report_fd,
@@ -107,12 +120,31 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
         );
     }
     mark(launch, report_fd, "root built");
-    if launch.plan.new_netns {
-        if let Err(e) = sys::loopback_up() {
+    if let Some(thread) = netns {
+        let joined = match thread {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(crate::sys::SysError::new(
+                    "thread",
+                    "network namespace",
+                    nix::errno::Errno::EINVAL,
+                ))
+            }),
+            Err(e) => Err(crate::sys::SysError::new(
+                "thread",
+                "network namespace",
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            )),
+        };
+        // Single-threaded again from here on (the command is forked below).
+        let entered = joined.and_then(|fd| {
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| crate::sys::SysError::new("setns", "CLONE_NEWNET", e))
+        });
+        if let Err(e) = entered {
             fail(
                 report_fd,
                 EXIT_SETUP,
-                format_args!("cannot bring up loopback: {e}"),
+                format_args!("cannot create the network namespace: {e}"),
             );
         }
     }
@@ -144,12 +176,10 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
                     Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
                 ) {
                     Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                        report(report_fd, 'X', &code.to_string());
-                        sys::exit_now(code);
+                        finish(report_fd, 'X', code, code)
                     }
                     Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
-                        report(report_fd, 'S', &(sig as i32).to_string());
-                        sys::exit_now(128 + sig as i32);
+                        finish(report_fd, 'S', sig as i32, 128 + sig as i32)
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => continue,
@@ -161,6 +191,21 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
             Err(_) => continue,
         }
     }
+}
+
+/// The command has ended: kill everything left in the pid namespace, reap it
+/// all (orphans are our children), and only then report the status and exit.
+/// So when the supervisor reads the status, no process of the sandbox is
+/// left; it need not wait for the kernel to finish tearing the namespaces
+/// down after our exit (about 1.5 ms, mostly unmounting).
+fn finish(report_fd: RawFd, kind: char, value: i32, code: i32) -> ! {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    // Until ECHILD: nothing left.
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) =
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
+    {}
+    report(report_fd, kind, &value.to_string());
+    sys::exit_now(code)
 }
 
 /// The command process: drop everything, then exec. Never returns.

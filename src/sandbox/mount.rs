@@ -60,6 +60,13 @@ pub enum Op {
         target: PathBuf,
         at: PathBuf,
     },
+    /// Read-only bind of a path inside the workspace over itself (protected
+    /// paths); `ws` is the workspace, staged read-only once for all of them.
+    Protect {
+        ws: PathBuf,
+        at: PathBuf,
+        dir: bool,
+    },
     Mask {
         at: PathBuf,
         dir: bool,
@@ -76,7 +83,8 @@ impl Op {
             Op::Tmpfs { at, .. }
             | Op::Bind { at, .. }
             | Op::Symlink { at, .. }
-            | Op::Mask { at, .. } => at,
+            | Op::Mask { at, .. }
+            | Op::Protect { at, .. } => at,
             Op::Dev { .. } => Path::new("/dev"),
             Op::Proc => Path::new("/proc"),
         }
@@ -346,10 +354,9 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
             }
         }
         for (path, dir) in protected {
-            masks.push(Op::Bind {
-                src: path.clone(),
+            masks.push(Op::Protect {
+                ws: ws.clone(),
                 at: path,
-                readonly: true,
                 dir,
             });
         }
@@ -551,8 +558,14 @@ pub fn cleanup(plan: &MountPlan) {
 const BASE: &str = "/tmp";
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
-const MASK_FILE: &str = "/mask-file";
-const MASK_DIR: &str = "/mask-dir";
+/// Masks live in a directory of the scratch root that is made read-only
+/// once: a bind copies its source's mount flags, so each mask is one mount.
+const MASKS: &str = "/masks";
+const MASK_FILE: &str = "/masks/file";
+const MASK_DIR: &str = "/masks/dir";
+/// A read-only view of the workspace, staged once; protected paths are bound
+/// from it (read-only by inheritance, one mount each).
+const WS_RO: &str = "/ws-ro";
 
 fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::from(c"/nonexistent"))
@@ -724,17 +737,17 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
         Some("size=65536,mode=0755"),
     )?;
     std::env::set_current_dir(base).map_err(io_err("chdir", base))?;
-    for d in ["newroot", "oldroot"] {
+    for d in ["newroot", "oldroot", "masks", "ws-ro"] {
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(d)
             .map_err(io_err("mkdir", Path::new(d)))?;
     }
-    sys::create_placeholder_file(Path::new("mask-file"), 0)
+    sys::create_placeholder_file(Path::new("masks/file"), 0)
         .map_err(io_err("create", Path::new(MASK_FILE)))?;
     std::fs::DirBuilder::new()
         .mode(0o000)
-        .create("mask-dir")
+        .create("masks/dir")
         .map_err(io_err("mkdir", Path::new(MASK_DIR)))?;
     nix::unistd::pivot_root(".", "oldroot").map_err(|e| SysError::new("pivot_root", BASE, e))?;
     std::env::set_current_dir("/").map_err(io_err("chdir", Path::new("/")))?;
@@ -748,8 +761,14 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
         Some("size=1048576,mode=0755"),
     )?;
 
+    let masks = Path::new(MASKS);
+    mount(Some(masks), masks, None, MsFlags::MS_BIND, None)?;
+    remount_ro(masks)?;
+
+    let mut ws_staged = false;
     for op in &plan.ops {
-        apply_op(op).inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
+        apply_op(op, &mut ws_staged)
+            .inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
     }
 
     remount_ro(new)?;
@@ -761,7 +780,7 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
     Ok(())
 }
 
-fn apply_op(op: &Op) -> Result<(), MountError> {
+fn apply_op(op: &Op, ws_staged: &mut bool) -> Result<(), MountError> {
     match op {
         Op::Tmpfs { at, size, mode } => tmpfs(&under(NEW, at), *size, *mode),
         Op::Bind {
@@ -780,8 +799,39 @@ fn apply_op(op: &Op) -> Result<(), MountError> {
         Op::Mask { at, dir } => {
             let at = under(NEW, at);
             let src = Path::new(if *dir { MASK_DIR } else { MASK_FILE });
+            // Read-only by inheritance from the read-only MASKS mount.
             mount(Some(src), &at, None, MsFlags::MS_BIND, None)?;
-            remount_ro(&at)?;
+            Ok(())
+        }
+        Op::Protect { ws, at, dir } => {
+            let staging = Path::new(WS_RO);
+            if !*ws_staged {
+                mount(
+                    Some(&under(OLD, ws)),
+                    staging,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )?;
+                sys::make_tree_attrs(&cpath(staging), true, true)?;
+                *ws_staged = true;
+            }
+            let rel = at.strip_prefix(ws).map_err(|_| {
+                MountError::Invalid(format!(
+                    "protected path {} is outside the workspace",
+                    at.display()
+                ))
+            })?;
+            let target = under(NEW, at);
+            ensure_mountpoint(&target, *dir)?;
+            // Read-only (and nosuid, nodev) by inheritance from the staged view.
+            mount(
+                Some(&staging.join(rel)),
+                &target,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?;
             Ok(())
         }
         Op::Dev { shm_size } => setup_dev(*shm_size),

@@ -27,15 +27,14 @@ pub struct Spawned {
 fn clone_flags(launch: &Launch) -> libc::c_int {
     match launch.plan.tier {
         Tier::Namespaces => {
-            let mut f = libc::CLONE_NEWUSER
+            let f = libc::CLONE_NEWUSER
                 | libc::CLONE_NEWNS
                 | libc::CLONE_NEWPID
                 | libc::CLONE_NEWIPC
                 | libc::CLONE_NEWUTS
                 | libc::CLONE_NEWCGROUP;
-            if launch.plan.new_netns {
-                f |= libc::CLONE_NEWNET;
-            }
+            // No CLONE_NEWNET here: the init creates the network namespace on a
+            // second thread while it builds the mounts (see init::run_init).
             f
         }
         Tier::Container => 0,
