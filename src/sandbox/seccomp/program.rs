@@ -262,6 +262,52 @@ fn prologue() -> Vec<sock_filter> {
     prog
 }
 
+/// A balanced binary search over the syscall numbers that have rules (`keys`,
+/// sorted). A number without rules returns ALLOW after about log2(keys)
+/// comparisons; one with rules falls through to the segments that follow.
+///
+/// Why: the kernel emulates the filter for every syscall number when it is
+/// installed, to cache the ones that are always allowed, so the install costs
+/// in proportion to how far an allowed number walks. seccompiler's segments are
+/// linear chains (~400 instructions: ~390 us to install here); with this
+/// dispatch in front, the ~90% of numbers without rules stop within ~10.
+fn dispatch(keys: &[u32]) -> Result<Vec<sock_filter>, SeccompError> {
+    enum Node {
+        Insn(sock_filter),
+        /// `jeq k`: to the first instruction after the dispatch, else next.
+        ToRules(u32),
+    }
+    fn emit(keys: &[u32], out: &mut Vec<Node>) -> Result<(), SeccompError> {
+        if keys.len() <= 4 {
+            out.extend(keys.iter().map(|&k| Node::ToRules(k)));
+            out.push(Node::Insn(stmt(BPF_RET_K, RET_ALLOW)));
+            return Ok(());
+        }
+        let mid = keys.len() / 2;
+        let split = out.len();
+        out.push(Node::Insn(stmt(BPF_RET_K, 0))); // patched below
+        emit(&keys[..mid], out)?;
+        let right = u8::try_from(out.len() - split - 1)
+            .map_err(|_| SeccompError::UnexpectedProgram("dispatch jump too long"))?;
+        // nr >= keys[mid]: to the right half, else fall into the left half.
+        out[split] = Node::Insn(jump(BPF_JMP_JGE_K, keys[mid], right, 0));
+        emit(&keys[mid..], out)
+    }
+    let mut nodes = vec![Node::Insn(stmt(BPF_LD_W_ABS, DATA_NR))];
+    emit(keys, &mut nodes)?;
+    let len = nodes.len();
+    nodes
+        .into_iter()
+        .enumerate()
+        .map(|(pc, node)| match node {
+            Node::Insn(insn) => Ok(insn),
+            Node::ToRules(k) => u8::try_from(len - pc - 1)
+                .map(|to_end| jump(BPF_JMP_JEQ_K, k, to_end, 0))
+                .map_err(|_| SeccompError::UnexpectedProgram("dispatch jump too long")),
+        })
+        .collect()
+}
+
 /// Compiles one segment with seccompiler and removes its architecture check (the prologue
 /// has done it), after checking that it looks as expected.
 fn segment(
@@ -299,13 +345,26 @@ fn segment(
 /// Builds the filter for `spec`. Pure: no syscalls, same output for the same input.
 pub(super) fn build(spec: &SeccompSpec) -> Result<BpfProgram, SeccompError> {
     let arch = TARGET_ARCH;
+    let (eperm, eafnosupport, enosys) = (eperm_rules()?, eafnosupport_rules(spec)?, enosys_rules());
+    let mut keys: Vec<u32> = eperm
+        .keys()
+        .chain(eafnosupport.keys())
+        .chain(enosys.keys())
+        .map(|&nr| {
+            u32::try_from(nr)
+                .map_err(|_| SeccompError::UnexpectedProgram("negative syscall number"))
+        })
+        .collect::<Result<_, _>>()?;
+    keys.sort_unstable();
+    keys.dedup();
     let segments = [
-        segment(eperm_rules()?, EPERM, arch)?,
-        segment(eafnosupport_rules(spec)?, EAFNOSUPPORT, arch)?,
-        segment(enosys_rules(), ENOSYS, arch)?,
+        segment(eperm, EPERM, arch)?,
+        segment(eafnosupport, EAFNOSUPPORT, arch)?,
+        segment(enosys, ENOSYS, arch)?,
     ];
     let last = segments.len() - 1;
     let mut prog = prologue();
+    prog.extend(dispatch(&keys)?);
     for (index, mut seg) in segments.into_iter().enumerate() {
         if index != last {
             let len = seg.len();
@@ -512,7 +571,97 @@ mod tests {
             .iter()
             .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
             .count();
-        assert_eq!(allows, last_allows);
+        let dispatch_allows = dispatch(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+            .unwrap()
+            .iter()
+            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
+            .count();
+        assert!(dispatch_allows > 0);
+        let in_dispatch = prog_dispatch_allows(&prog);
+        assert_eq!(allows, last_allows + in_dispatch);
+    }
+
+    /// RET ALLOW instructions of the dispatch (between the prologue and the first segment).
+    fn prog_dispatch_allows(prog: &[sock_filter]) -> usize {
+        let start = prologue().len();
+        let keys = dispatch_keys();
+        let len = dispatch(&keys).unwrap().len();
+        prog[start..start + len]
+            .iter()
+            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
+            .count()
+    }
+
+    fn dispatch_keys() -> Vec<u32> {
+        let spec = SeccompSpec { allow_inet: true };
+        let mut keys: Vec<u32> = eperm_rules()
+            .unwrap()
+            .keys()
+            .chain(eafnosupport_rules(&spec).unwrap().keys())
+            .chain(enosys_rules().keys())
+            .map(|&nr| nr as u32)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Instructions executed for `call`: what the kernel's install-time
+    /// emulation walks for each syscall number.
+    fn steps(prog: &[sock_filter], call: &Call) -> usize {
+        let mut pc = 0usize;
+        let mut n = 0;
+        let mut acc: u32 = 0;
+        loop {
+            let insn = &prog[pc];
+            n += 1;
+            pc += 1;
+            match insn.code {
+                BPF_LD_W_ABS => {
+                    acc = if insn.k == 0 {
+                        call.nr
+                    } else if insn.k == 4 {
+                        call.arch
+                    } else {
+                        0
+                    }
+                }
+                BPF_JMP_JA => pc += insn.k as usize,
+                BPF_JMP_JEQ_K => pc += usize::from(if acc == insn.k { insn.jt } else { insn.jf }),
+                BPF_JMP_JGE_K => pc += usize::from(if acc >= insn.k { insn.jt } else { insn.jf }),
+                BPF_RET_K => return n,
+                _ => return n, // argument checks: only reached for numbers with rules
+            }
+        }
+    }
+
+    #[test]
+    fn syscalls_without_rules_are_allowed_within_a_few_instructions() {
+        let prog = inet();
+        let keys = dispatch_keys();
+        let mut worst = 0;
+        for nr in 0..600u32 {
+            if keys.contains(&nr) {
+                continue;
+            }
+            let c = call(nr as libc::c_long, &[]);
+            assert_eq!(run(&prog, &c), ALLOW, "nr {nr}");
+            worst = worst.max(steps(&prog, &c));
+        }
+        assert!(worst <= 20, "an allowed syscall walks {worst} instructions");
+    }
+
+    #[test]
+    fn dispatch_sends_exactly_the_rule_numbers_onward() {
+        let keys = dispatch_keys();
+        let d = dispatch(&keys).unwrap();
+        let mut with_end = d.clone();
+        with_end.push(stmt(BPF_RET_K, 0xdead));
+        for nr in 0..600u32 {
+            let got = run(&with_end, &call(nr as libc::c_long, &[]));
+            let want = if keys.contains(&nr) { 0xdead } else { ALLOW };
+            assert_eq!(got, want, "nr {nr}");
+        }
     }
 
     #[test]
