@@ -145,9 +145,24 @@ pub fn make_tree_attrs(path: &CStr, readonly: bool, nodev: bool) -> Result<(), S
     if nodev {
         set |= MOUNT_ATTR_NODEV;
     }
+    tree_attrs(path, set, 0)
+}
+
+/// `mount_setattr(path, AT_RECURSIVE, {NOSUID, NODEV}, clear RDONLY)`: a
+/// writable tree bound from a source made read-only by us. EPERM when the
+/// source's read-only flag is locked (read-only on the host itself).
+pub fn make_tree_writable(path: &CStr) -> Result<(), SysError> {
+    tree_attrs(
+        path,
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        MOUNT_ATTR_RDONLY,
+    )
+}
+
+fn tree_attrs(path: &CStr, set: u64, clear: u64) -> Result<(), SysError> {
     let attr = MountAttr {
         attr_set: set,
-        attr_clr: 0,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: 0,
     };

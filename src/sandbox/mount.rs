@@ -618,7 +618,11 @@ fn ensure_mountpoint(at: &Path, dir: bool) -> Result<(), MountError> {
     }
 }
 
-fn bind(src: &Path, at: &Path, readonly: bool, dir: bool, nodev: bool) -> Result<(), MountError> {
+/// Bind `src` (under the old root, which `apply` has made read-only, nosuid
+/// and nodev) at `at`. A bind copies its source's flags, so a read-only bind is
+/// one mount; a writable one clears the read-only flag again, unless the host
+/// itself has the tree read-only (then it stays so, as on the host).
+fn bind(src: &Path, at: &Path, readonly: bool, dir: bool) -> Result<(), MountError> {
     ensure_mountpoint(at, dir)?;
     mount(
         Some(src),
@@ -627,7 +631,14 @@ fn bind(src: &Path, at: &Path, readonly: bool, dir: bool, nodev: bool) -> Result
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    sys::make_tree_attrs(&cpath(at), readonly, nodev)?;
+    if !readonly {
+        match sys::make_tree_writable(&cpath(at)) {
+            Err(e) if e.errno == nix::errno::Errno::EPERM => {
+                tracing::debug!(path = %at.display(), "read-only on the host; stays read-only");
+            }
+            other => other?,
+        }
+    }
     Ok(())
 }
 
@@ -705,12 +716,18 @@ fn setup_proc() -> Result<(), MountError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )?;
-    for sub in ["sys", "sysrq-trigger"] {
-        let p = proc.join(sub);
-        if std::fs::symlink_metadata(&p).is_ok() {
-            mount(Some(&p), &p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-            remount_ro(&p)?;
-        }
+    // /proc/sysrq-trigger needs CAP_SYS_ADMIN in the initial user namespace,
+    // so it is not re-bound; /proc/sys holds sysctls of our own namespaces.
+    let sys = proc.join("sys");
+    if std::fs::symlink_metadata(&sys).is_ok() {
+        mount(
+            Some(&sys),
+            &sys,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        remount_ro(&sys)?;
     }
     Ok(())
 }
@@ -765,8 +782,22 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
     mount(Some(masks), masks, None, MsFlags::MS_BIND, None)?;
     remount_ro(masks)?;
 
+    // /dev and /proc first: the device binds must not be nodev, and a new proc
+    // mount must be made while the host's proc is visible as it is.
+    let (special, rest): (Vec<&Op>, Vec<&Op>) = plan
+        .ops
+        .iter()
+        .partition(|op| matches!(op, Op::Dev { .. } | Op::Proc));
     let mut ws_staged = false;
-    for op in &plan.ops {
+    for op in special {
+        apply_op(op, &mut ws_staged)
+            .inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
+    }
+    // Then the whole old root read-only, nosuid, nodev in one call (our copy of
+    // the host's mounts; the host is not affected): every bind from it inherits
+    // those flags, so each read-only bind is a single mount.
+    sys::make_tree_attrs(&cpath(Path::new(OLD)), true, true)?;
+    for op in rest {
         apply_op(op, &mut ws_staged)
             .inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
     }
@@ -788,7 +819,7 @@ fn apply_op(op: &Op, ws_staged: &mut bool) -> Result<(), MountError> {
             at,
             readonly,
             dir,
-        } => bind(&under(OLD, src), &under(NEW, at), *readonly, *dir, true),
+        } => bind(&under(OLD, src), &under(NEW, at), *readonly, *dir),
         Op::Symlink { target, at } => {
             let at = under(NEW, at);
             if let Some(parent) = at.parent() {
