@@ -250,6 +250,10 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                     _ => None,
                 },
                 Ok(meta) => Some((full.clone(), meta.is_dir())),
+                // Inside a placeholder this run made (e.g. .git/config after .git for
+                // .git/hooks): that placeholder's read-only bind covers it already, and
+                // creating anything in its 0555 directory fails for a non-root user.
+                Err(_) if placeholders.iter().any(|p: &PathBuf| full.starts_with(p)) => None,
                 Err(_) => {
                     // Protect the topmost missing ancestor, so nothing below it can be created.
                     let mut top = ws.clone();
