@@ -217,6 +217,13 @@ pub fn assert_ok_if_root(out: &Out) -> String {
     r
 }
 
+/// Held by cases that load the machine (the fork bomb) and by timing-sensitive
+/// ones, so they never overlap.
+pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A random marker (not the canary) for finding processes on the host.
 pub fn marker() -> String {
     common::canary().replace("CANARY", "MARK")

@@ -77,6 +77,7 @@ impl Drop for PidsCgroup {
 attack!(res_fork_bomb_stops_at_limit, "resources", |c| {
     // Also an RLIMIT_NPROC guard inside (binds non-root users only).
     let bomb = "ulimit -u 200; b() { b | b & }; b; sleep 5; echo bombed";
+    let _heavy = heavy_lock();
     let start = Instant::now();
     let (out, limited) = if crate::common::is_root() {
         // RLIMIT_NPROC does not bind uid 0: guard with a pids cgroup.
@@ -100,7 +101,7 @@ attack!(res_fork_bomb_stops_at_limit, "resources", |c| {
                 "--workspace",
                 &ws,
                 "--timeout",
-                "20s",
+                "10s",
                 "--",
                 "/bin/sh",
                 "-c",
@@ -126,7 +127,7 @@ attack!(res_fork_bomb_stops_at_limit, "resources", |c| {
         assert_ne!(o.status.code(), Some(99), "could not join the pids cgroup");
         (Out::from_output(o), hit)
     } else {
-        let out = c.sc(&["--timeout", "20s"], bomb);
+        let out = c.sc(&["--timeout", "10s"], bomb);
         let hit =
             out.stderr.contains("Resource temporarily unavailable") || out.stderr.contains("fork");
         (out, hit)
@@ -148,6 +149,7 @@ attack!(res_timeout_kills_everything, "resources", |c| {
         a = &m[..2],
         b = &m[2..]
     );
+    let _heavy = heavy_lock();
     let start = Instant::now();
     let mut child = c
         .sc_cmd(&["--timeout", "2s"], &["/bin/sh", "-c", &script])
