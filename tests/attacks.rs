@@ -1,0 +1,44 @@
+//! The attack suite (issue 3): each case is one real attempt inside
+//! `shellcage run` plus a control that runs the same probe without the
+//! protection and must see the secret or effect. scripts/attack-report runs
+//! this binary and tabulates the `ATTACK\t…` lines each case prints.
+//!
+//! Cases are written as `attack!(name, "category", |c| { … })`: one #[test]
+//! per case, `c` is a fresh `harness::Ctx` (workspace, fake $HOME, canary).
+
+mod common;
+
+macro_rules! attack {
+    ($name:ident, $cat:literal, |$c:ident| $body:block) => {
+        #[test]
+        fn $name() {
+            #[allow(unused_mut)]
+            let Some(mut $c) = $crate::harness::Ctx::new(stringify!($name), $cat) else {
+                return;
+            };
+            $body
+        }
+    };
+}
+
+#[path = "attacks/harness.rs"]
+mod harness;
+
+#[path = "attacks/environment.rs"]
+mod environment;
+#[path = "attacks/network.rs"]
+mod network;
+#[path = "attacks/persistence.rs"]
+mod persistence;
+#[path = "attacks/phrasing.rs"]
+mod phrasing;
+#[path = "attacks/privilege.rs"]
+mod privilege;
+#[path = "attacks/processes.rs"]
+mod processes;
+#[path = "attacks/resources.rs"]
+mod resources;
+#[path = "attacks/secrets.rs"]
+mod secrets;
+#[path = "attacks/terminal.rs"]
+mod terminal;
