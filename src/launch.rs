@@ -25,17 +25,17 @@ use crate::supervise::{self, Outcome};
 /// Errors before anything runs: all exit 125.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("{0}")]
+    #[error(transparent)]
     Profile(#[from] profile::ProfileError),
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] plan::Refusal),
-    #[error("{0}")]
+    #[error(transparent)]
     Mount(#[from] mount::MountError),
-    #[error("{0}")]
+    #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
-    #[error("{0}")]
+    #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] crate::sys::SysError),
     #[error("{0}")]
     Invalid(String),

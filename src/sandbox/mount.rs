@@ -23,7 +23,7 @@ pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] SysError),
     #[error("{what} {path}: {source}")]
     Io {
