@@ -259,6 +259,19 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                             break;
                         }
                     }
+                    // Inside a placeholder directory (this run's or a concurrent
+                    // one's) nothing can be created without CAP_DAC_OVERRIDE (it is
+                    // 0555), and nothing needs to be: protecting the placeholder
+                    // protects everything below it.
+                    if let Some(parent) = top.parent().filter(|p| *p != ws.as_path()) {
+                        if std::fs::symlink_metadata(parent).is_ok_and(|m| is_placeholder(&m)) {
+                            let t = (parent.to_path_buf(), true);
+                            if !protected.iter().any(|(p, _)| p == &t.0) {
+                                protected.push(t);
+                            }
+                            continue;
+                        }
+                    }
                     let as_file = top == full && looks_like_file(&full);
                     let created = if as_file {
                         sys::create_placeholder_file(&top, PLACEHOLDER_FILE_MODE)
