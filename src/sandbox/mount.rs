@@ -25,11 +25,13 @@ pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "
 pub enum MountError {
     #[error(transparent)]
     Sys(#[from] SysError),
-    #[error("{what} {path}: {source}")]
+    /// `err` is not named `source`: the message already ends with it, and a
+    /// source would print it twice under `{:#}`.
+    #[error("{what} {path}: {err}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{0}")]
     Invalid(String),
@@ -37,7 +39,7 @@ pub enum MountError {
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MountError + use<> {
     let path = path.to_path_buf();
-    move |source| MountError::Io { what, path, source }
+    move |err| MountError::Io { what, path, err }
 }
 
 /// One step of building the sandbox root. Paths in `at` are sandbox paths
@@ -196,7 +198,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                         return Err(MountError::Io {
                             what: "cannot resolve",
                             path: rule.path.clone(),
-                            source: e,
+                            err: e,
                         });
                     }
                 }
@@ -207,7 +209,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                 return Err(MountError::Io {
                     what: "cannot read",
                     path: rule.path.clone(),
-                    source: e,
+                    err: e,
                 });
             }
         }
@@ -303,7 +305,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                             return Err(MountError::Io {
                                 what: "cannot create placeholder",
                                 path: top,
-                                source: e,
+                                err: e,
                             });
                         }
                     }
