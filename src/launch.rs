@@ -375,6 +375,10 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
         .map_err(|e| crate::sys::SysError::new("signalfd", "supervisor", e))?;
 
     let (mut launch, mut env_out) = prepare(&policy, plan, &req, &cwd)?;
+    // Orphans of the sandbox (daemons that left the process group with setsid)
+    // become our children, so the container tier, which has no pid namespace,
+    // can still kill them at the end (supervise::kill_children).
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut fallback = None;
     let spawned = match spawn::spawn(&launch) {
         Ok(s) => s,

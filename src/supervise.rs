@@ -156,6 +156,9 @@ pub fn supervise(
             other => break other,
         }
     };
+    if kill_group {
+        kill_children();
+    }
     let duration_ms = start.elapsed().as_millis() as u64;
     let text = String::from_utf8_lossy(&messages);
     let mut errors = Vec::new();
@@ -195,4 +198,45 @@ pub fn supervise(
         signal_received,
         errors,
     }
+}
+
+/// Container tier: kill and reap every remaining child of the supervisor.
+/// The supervisor is a child subreaper, so these are the sandbox's orphans
+/// (e.g. `setsid` daemons, outside the command's process group). Repeated
+/// until none is left, since one may fork while we kill it.
+fn kill_children() {
+    let me = nix::unistd::getpid().as_raw();
+    for _ in 0..1000 {
+        let children = children_of(me);
+        if children.is_empty() {
+            return;
+        }
+        for pid in &children {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        for pid in children {
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
+    tracing::debug!("sandbox processes still forking after 1000 rounds of SIGKILL");
+}
+
+/// Pids whose parent is `parent` (from /proc/PID/stat).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // "pid (comm) state ppid ...": comm may contain spaces and ')'.
+                    let (_, tail) = stat.rsplit_once(')')?;
+                    tail.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
