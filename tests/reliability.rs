@@ -558,3 +558,67 @@ fn a_broken_stderr_does_not_change_the_exit_status() {
         assert_eq!(status.code(), Some(code), "{argv:?}");
     }
 }
+
+/// The container tier has no pid namespace: daemons that left the command's
+/// process group (setsid, double fork) are found as orphans of the
+/// supervisor (a child subreaper) and killed when the command ends.
+#[test]
+fn container_tier_leaves_no_daemons() {
+    let _guard = shared();
+    let scratch = Scratch::new();
+    let ws = scratch.plain_workspace();
+    let profile = scratch.dir.path().join("container.toml");
+    std::fs::write(
+        &profile,
+        "version = 1\nextends = \"dev\"\ntier = \"container\"\n",
+    )
+    .unwrap();
+    let probe = Command::new(bin())
+        .args(["run", "--profile"])
+        .arg(&profile)
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["--", "true"])
+        .current_dir(&ws)
+        .output()
+        .unwrap();
+    if !require(probe.status.success(), "the container tier (Landlock)") {
+        return;
+    }
+    let marker = canary();
+    let lp = "while :; do sleep 1; done";
+    let script = format!(
+        "setsid sh -c '{lp}' {marker} & sh -c \"sh -c '{lp}' {marker} &\"; echo ready; read _; exit 0"
+    );
+    let mut child = Command::new(bin())
+        .args(["run", "--profile"])
+        .arg(&profile)
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["--", "sh", "-c", &script])
+        .current_dir(&ws)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        // A surviving daemon must not hold the test's own stderr open.
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(host::read_line(child.stdout.as_mut().unwrap()), "ready");
+    // Control: both daemons run (the command's own argv holds the marker
+    // after "done'", theirs after "done ").
+    let daemon = format!("done {marker}");
+    let start = Instant::now();
+    while host::procs_with(&daemon).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "control: the daemons never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(child.stdin.take());
+    let status = host::wait_within(&mut child, Duration::from_secs(10), "shellcage");
+    assert_eq!(status.code(), Some(0));
+    if let Err(left) = host::wait_gone(&marker, Duration::from_secs(1)) {
+        panic!("daemons outlived the container-tier run: {left:?}");
+    }
+}
