@@ -24,6 +24,16 @@ pub fn drop_all() -> Result<(), PrivilegeError> {
         (CapSet::Effective, "effective"),
         (CapSet::Permitted, "permitted"),
     ] {
+        // Without CAP_SETPCAP (an unprivileged caller in the container tier:
+        // no user namespace) the bounding set cannot be cleared, and need not
+        // be: it only limits what execve can grant, and under no_new_privs
+        // execve grants nothing.
+        if matches!(set, CapSet::Bounding)
+            && !caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)
+                .unwrap_or(true)
+        {
+            continue;
+        }
         caps::clear(None, set).map_err(|source| PrivilegeError::Caps { set: name, source })?;
     }
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)
