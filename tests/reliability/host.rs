@@ -185,10 +185,11 @@ impl Snapshot {
         // The read_dir of /proc/self/fd itself shows up in both snapshots
         // under the same number, so any difference is a leak.
         assert!(new_fds.is_empty(), "descriptors leaked: {new_fds:?}");
-        // The system temp dir is shared with every other process on the host,
-        // so only names shellcage could plausibly make count; the tests also
-        // point TMPDIR at a private directory and check that one exactly.
-        // SHELLCAGE_TEST_STRICT_TMP=1 (a quiet CI host) counts every new entry.
+        // The system temp dir is shared with every other process on the host:
+        // new entries named like ours are printed, and fail the test only with
+        // SHELLCAGE_TEST_STRICT_TMP=1 (a quiet CI host: then every new entry
+        // counts). The tests also point TMPDIR at a private directory and
+        // check that one exactly, always.
         let strict = std::env::var_os("SHELLCAGE_TEST_STRICT_TMP").is_some();
         let tmp = std::env::temp_dir();
         let new_temp: Vec<_> = after
@@ -206,11 +207,20 @@ impl Snapshot {
                 })
             })
             .collect();
-        assert!(
-            new_temp.is_empty(),
-            "new entries in {}: {new_temp:?}",
-            tmp.display()
-        );
+        if strict {
+            assert!(
+                new_temp.is_empty(),
+                "new entries in {}: {new_temp:?}",
+                tmp.display()
+            );
+        } else if !new_temp.is_empty() {
+            // Other users of this host (parallel test binaries) make such names
+            // too; only a quiet host can attribute them.
+            eprintln!(
+                "note: new entries in {} during the test (not attributed; set SHELLCAGE_TEST_STRICT_TMP=1 on a quiet host to fail on them): {new_temp:?}",
+                tmp.display()
+            );
+        }
         let new_cg: Vec<_> = after.cgroups.difference(&self.cgroups).collect();
         assert!(new_cg.is_empty(), "cgroups created: {new_cg:?}");
         let new_children: Vec<_> = after
