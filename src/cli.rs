@@ -27,12 +27,9 @@ pub enum Command {
         #[command(flatten)]
         opts: RunOpts,
         /// The command and its arguments (after `--`).
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
+        // No allow_hyphen_values: it would take a mistyped option of ours
+        // (`--worksapce`) as the command; after `--` anything is accepted.
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<String>,
     },
     /// Run a shell command line in the sandbox (`sh -c STRING`), or an

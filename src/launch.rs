@@ -443,7 +443,7 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
             let msg = format!(
                 "user namespaces unavailable ({err}); running in the container tier (Landlock + seccomp; not enforced: protected paths, private /tmp, pid isolation; see 'shellcage doctor')"
             );
-            eprintln!("shellcage: {msg}");
+            say(format_args!("shellcage: {msg}"));
             fallback = Some(msg);
             (launch, env_out) = prepare(&policy, plan, &req, &cwd)?;
             spawn::spawn(&launch).inspect_err(|_| cleanup(&launch))?
@@ -486,16 +486,19 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
 
     for e in &outcome.errors {
-        eprintln!("shellcage: {e}");
+        say(format_args!("shellcage: {e}"));
     }
     if outcome.status == supervise::Status::TimedOut {
         let t = policy.limits.timeout.unwrap_or_default();
-        eprintln!("shellcage: timeout after {:?}: the sandbox was killed", t);
+        say(format_args!(
+            "shellcage: timeout after {:?}: the sandbox was killed",
+            t
+        ));
     }
     if let supervise::Status::Signaled(31) = outcome.status {
-        eprintln!(
+        say(format_args!(
             "shellcage: the command was killed by SIGSYS: seccomp refused a system call from a foreign ABI"
-        );
+        ));
     }
     if policy.report {
         let report = Report {
@@ -580,9 +583,20 @@ fn write_report(report: &Report<'_>, file: Option<&Path>) {
     match file {
         Some(path) => {
             if let Err(e) = std::fs::write(path, format!("{json}\n")) {
-                eprintln!("shellcage: cannot write report {}: {e}", path.display());
+                say(format_args!(
+                    "shellcage: cannot write report {}: {e}",
+                    path.display()
+                ));
             }
         }
-        None => eprintln!("{json}"),
+        None => say(format_args!("{json}")),
     }
+}
+
+/// Print one line on stderr, ignoring errors: a closed or broken stderr is
+/// not an error (`eprintln!` panics on EPIPE, which turned the command's
+/// status into 101).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
-            eprintln!("shellcage: {err:#}");
+            shellcage::launch::say(format_args!("shellcage: {err:#}"));
             ExitCode::from(EXIT_SETUP)
         }
     }

@@ -186,7 +186,13 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
                 }
             },
             Ok(sig) => {
-                let _ = kill(Pid::from_raw(-command.as_raw()), sig);
+                // Until the command's setsid its process group does not exist
+                // (ESRCH) and the signal would be lost; then signal the command
+                // itself: it keeps the signal pending (blocked) until just
+                // before execve.
+                if kill(Pid::from_raw(-command.as_raw()), sig) == Err(nix::errno::Errno::ESRCH) {
+                    let _ = kill(command, sig);
+                }
             }
             Err(_) => continue,
         }

@@ -23,13 +23,15 @@ pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] SysError),
-    #[error("{what} {path}: {source}")]
+    /// `err` is not named `source`: the message already ends with it, and a
+    /// source would print it twice under `{:#}`.
+    #[error("{what} {path}: {err}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{0}")]
     Invalid(String),
@@ -37,7 +39,7 @@ pub enum MountError {
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MountError + use<> {
     let path = path.to_path_buf();
-    move |source| MountError::Io { what, path, source }
+    move |err| MountError::Io { what, path, err }
 }
 
 /// One step of building the sandbox root. Paths in `at` are sandbox paths
@@ -204,7 +206,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                         return Err(MountError::Io {
                             what: "cannot resolve",
                             path: rule.path.clone(),
-                            source: e,
+                            err: e,
                         });
                     }
                 }
@@ -215,7 +217,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                 return Err(MountError::Io {
                     what: "cannot read",
                     path: rule.path.clone(),
-                    source: e,
+                    err: e,
                 });
             }
         }
@@ -311,6 +313,19 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                             continue;
                         }
                     }
+                    // Inside a placeholder directory (this run's or a concurrent
+                    // one's) nothing can be created without CAP_DAC_OVERRIDE (it is
+                    // 0555), and nothing needs to be: protecting the placeholder
+                    // protects everything below it.
+                    if let Some(parent) = top.parent().filter(|p| *p != ws.as_path()) {
+                        if std::fs::symlink_metadata(parent).is_ok_and(|m| is_placeholder(&m)) {
+                            let t = (parent.to_path_buf(), true);
+                            if !protected.iter().any(|(p, _)| p == &t.0) {
+                                protected.push(t);
+                            }
+                            continue;
+                        }
+                    }
                     let as_file = top == full && looks_like_file(&full);
                     // The mode is the marker, so the umask must not clear bits of it.
                     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
@@ -340,7 +355,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                             return Err(MountError::Io {
                                 what: "cannot create placeholder",
                                 path: top,
-                                source: e,
+                                err: e,
                             });
                         }
                     }

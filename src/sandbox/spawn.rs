@@ -13,7 +13,7 @@ pub enum SpawnError {
     /// The kernel refused the namespaces (EPERM, ENOSPC, EINVAL, EUSERS …).
     #[error("cannot create user namespace: {0}")]
     Namespaces(SysError),
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] SysError),
 }
 
