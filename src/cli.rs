@@ -194,7 +194,7 @@ pub struct RunOpts {
     #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
     /// Kill the whole sandbox after DURATION (e.g. 90s, 10m, 1h30m); exit 124.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
     /// After the run, print a JSON summary on stderr (or to --report-file).
     #[arg(long, value_enum, value_name = "FORMAT")]

@@ -820,22 +820,4 @@ mod tests {
         }
         assert_eq!(denied_syscalls().len(), DENIED.len() + 1);
     }
-
-    /// Prints the build time; run with `cargo test --release --lib build_time -- --ignored
-    /// --nocapture`.
-    #[test]
-    #[ignore]
-    fn build_time() {
-        let spec = SeccompSpec { allow_inet: true };
-        let rounds = 2000;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(build(std::hint::black_box(&spec)).unwrap());
-        }
-        let per = start.elapsed() / rounds;
-        println!(
-            "seccomp build: {per:?} per call, {} instructions",
-            inet().len()
-        );
-    }
 }
