@@ -550,10 +550,24 @@ fn audit_hidden(
     audit: Option<&crate::audit::AuditLog>,
 ) -> Result<(), LaunchError> {
     let Some(log) = audit else { return Ok(()) };
+    let path = log.path();
+    // In any tier, a log in a tree the command can write could be renamed,
+    // replaced or redirected around its mask between runs: refuse it.
+    let writable = (policy.workspace_access == Access::Write
+        && path.starts_with(&policy.workspace))
+        || policy
+            .paths
+            .iter()
+            .any(|r| r.access == Access::Write && path.starts_with(&r.path));
+    if writable {
+        return Err(LaunchError::Invalid(format!(
+            "audit log {} lies inside a tree the sandbox can write (hint: keep the audit log outside the workspace and the --write paths)",
+            path.display()
+        )));
+    }
     if plan.tier != Tier::Container {
         return Ok(()); // masked by the mount plan (policy.hide)
     }
-    let path = log.path();
     let visible = path.starts_with(&policy.workspace)
         || path.starts_with("/tmp")
         || path.starts_with("/dev")

@@ -62,6 +62,13 @@ pub enum Op {
         target: PathBuf,
         at: PathBuf,
     },
+    /// Writable bind of a workspace directory over itself: a mount point
+    /// cannot be renamed or removed (EBUSY), so the directories above a
+    /// protected or masked path stay where they are (`mv .git x` would
+    /// otherwise carry the read-only binds away and let a new `.git` in).
+    Pin {
+        at: PathBuf,
+    },
     /// Read-only bind of a path inside the workspace over itself (protected
     /// paths); `ws` is the workspace, staged read-only once for all of them.
     Protect {
@@ -86,6 +93,7 @@ impl Op {
             | Op::Bind { at, .. }
             | Op::Symlink { at, .. }
             | Op::Mask { at, .. }
+            | Op::Pin { at }
             | Op::Protect { at, .. } => at,
             Op::Dev { .. } => Path::new("/dev"),
             Op::Proc => Path::new("/proc"),
@@ -117,10 +125,18 @@ pub struct MountPlan {
     pub env_scan: EnvScan,
     /// Placeholders this run created on the host (removed at exit).
     pub placeholders: Vec<PathBuf>,
+    /// Files that redirect git's configuration (`.git/commondir` …) and were
+    /// absent at the start: one created in the sandbox is removed at exit.
+    pub must_stay_absent: Vec<PathBuf>,
     /// Shared lock on the workspace directory while placeholders may exist.
     #[serde(skip)]
     pub workspace_lock: Option<Flock<std::fs::File>>,
 }
+
+/// Files in `.git` that redirect git's configuration (and so its hooks and
+/// `core.fsmonitor`) elsewhere: `commondir` points at another git directory,
+/// `config.worktree` is read when `extensions.worktreeConfig` is set.
+const GIT_REDIRECTS: [&str; 2] = ["commondir", "config.worktree"];
 
 /// Modes of the placeholders made for missing protected paths: empty and
 /// read-only (quiet for `git status`, which warns on unreadable directories).
@@ -244,13 +260,52 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
 
     // Protected paths: read-only over themselves; placeholders when missing.
     let mut placeholders = Vec::new();
+    let mut must_stay_absent = Vec::new();
     let mut workspace_lock = None;
     if ws_access == Access::Write && !policy.protect.is_empty() {
         let dir = std::fs::File::open(ws).map_err(io_err("cannot open workspace", ws))?;
         let lock = Flock::lock(dir, FlockArg::LockShared)
             .map_err(|(_, e)| SysError::new("flock", ws.display(), e))?;
         workspace_lock = Some(lock);
+        // A protected path, or a workspace directory above it, that is a
+        // symlink cannot be held in place by a mount (mounts follow links):
+        // refuse rather than run unprotected.
+        for rel in &policy.protect {
+            let mut p = ws.clone();
+            for comp in rel.components() {
+                p.push(comp);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(MountError::Invalid(format!(
+                            "protected path {} is a symlink, which a read-only mount cannot hold (hint: replace the link with the real file or directory, or remove it)",
+                            p.display()
+                        )));
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
         let mut protected: Vec<(PathBuf, bool)> = Vec::new();
+        // git also takes configuration from these files when they exist: protect
+        // them when present; a placeholder would break git, so one created in
+        // the sandbox is removed at exit instead (MountPlan::must_stay_absent).
+        if policy.protect.iter().any(|r| r == Path::new(".git/config")) && ws.join(".git").is_dir()
+        {
+            for name in GIT_REDIRECTS {
+                let p = ws.join(".git").join(name);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() => protected.push((p, false)),
+                    Ok(_) => {
+                        return Err(MountError::Invalid(format!(
+                            "{} is not a regular file (hint: remove it; git reads it as configuration)",
+                            p.display()
+                        )));
+                    }
+                    Err(_) => must_stay_absent.push(p),
+                }
+            }
+        }
         for rel in &policy.protect {
             let full = ws.join(rel);
             // Already inside a protected directory (e.g. `.git/config` below the
@@ -349,6 +404,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                                 visible: VisiblePaths::default(),
                                 env_scan: EnvScan::default(),
                                 placeholders,
+                                must_stay_absent: Vec::new(),
                                 workspace_lock,
                             };
                             cleanup(&plan);
@@ -412,12 +468,36 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
         }
     }
 
+    // Pin the workspace directories above every protected or masked path, so
+    // none of them can be moved away during the run (see Op::Pin).
+    if ws_access == Access::Write {
+        let mut pins: Vec<PathBuf> = Vec::new();
+        for op in &masks {
+            let at = match op {
+                Op::Protect { at, .. } | Op::Mask { at, .. } => at,
+                _ => continue,
+            };
+            for a in at.ancestors().skip(1) {
+                if a == ws.as_path() || !a.starts_with(ws) {
+                    break;
+                }
+                if !pins.iter().any(|p| p == a)
+                    && std::fs::symlink_metadata(a).is_ok_and(|m| m.is_dir())
+                {
+                    pins.push(a.to_path_buf());
+                }
+            }
+        }
+        tree.extend(pins.into_iter().map(|at| Op::Pin { at }));
+        tree.sort_by_key(|op| depth(op.at()));
+    }
     tree.extend(masks);
     Ok(MountPlan {
         ops: tree,
         visible,
         env_scan,
         placeholders,
+        must_stay_absent,
         workspace_lock,
     })
 }
@@ -537,6 +617,20 @@ fn scan_env_files(dir: &Path, level: usize, policy: &Policy, out: &mut EnvScan) 
 /// workspace, if no other run is using it. Called by the supervisor on every
 /// exit path (normal, signal, error).
 pub fn cleanup(plan: &MountPlan) {
+    for p in &plan.must_stay_absent {
+        if std::fs::symlink_metadata(p).is_ok() {
+            match std::fs::remove_file(p) {
+                Ok(()) => eprintln!(
+                    "shellcage: removed {} created in the sandbox (git would read it as configuration)",
+                    p.display()
+                ),
+                Err(e) => eprintln!(
+                    "shellcage: warning: {} was created in the sandbox and could not be removed: {e}",
+                    p.display()
+                ),
+            }
+        }
+    }
     let Some(lock) = &plan.workspace_lock else {
         return;
     };
@@ -849,6 +943,7 @@ fn apply_op(op: &Op, ws_staged: &mut bool) -> Result<(), MountError> {
             mount(Some(src), &at, None, MsFlags::MS_BIND, None)?;
             Ok(())
         }
+        Op::Pin { at } => bind(&under(OLD, at), &under(NEW, at), false, true),
         Op::Protect { ws, at, dir } => {
             let staging = Path::new(WS_RO);
             if !*ws_staged {

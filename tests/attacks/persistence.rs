@@ -176,3 +176,91 @@ attack!(persist_write_home, "persistence", |c| {
     let home = c.home().display().to_string();
     outside(&c, &home, true)
 });
+
+// Review finding: renaming `.git` used to carry the read-only binds of
+// `.git/hooks` and `.git/config` away, so a fresh writable `.git` could take
+// its place. The directories above protected paths are pinned (mount points).
+attack!(persist_git_rename_parent, "persistence", |c| {
+    let ok = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(c.ws.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let hook = c.ws.path().join(".git/hooks/pre-commit");
+    let out = c.sc(
+        &[],
+        "mv .git .git-old; echo mv=$?; mkdir -p .git/hooks 2>/dev/null; printf '#!/bin/sh\\necho pwned\\n' > .git/hooks/pre-commit; echo write=$?",
+    );
+    c.seen(out.all().trim());
+    assert!(
+        out.all().contains("Device or resource busy"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        !c.ws.path().join(".git-old").exists(),
+        ".git was moved on the host"
+    );
+    assert!(!hook.exists(), "a pre-commit hook reached the host");
+    // Control: without the sandbox the same rename works.
+    let control = c.host("mv .git .git-old && echo moved");
+    assert!(control.all().contains("moved"));
+    assert!(c.ws.path().join(".git-old").is_dir());
+});
+
+// Review finding: `.git/commondir` redirects git's config (and hooks) to a
+// directory the agent controls. Created in the sandbox, it is removed at exit.
+attack!(persist_git_commondir, "persistence", |c| {
+    let ok = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(c.ws.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let commondir = c.ws.path().join(".git/commondir");
+    let out = c.sc(&[], "mkdir -p evil && cp -a .git/. evil/ && echo \"$PWD/evil\" > .git/commondir && echo planted");
+    c.seen(&out.result());
+    assert!(
+        out.all().contains("planted"),
+        "the probe did not run: {}",
+        out.all()
+    );
+    assert!(
+        out.all().contains("removed"),
+        "no notice of the removal: {}",
+        out.all()
+    );
+    assert!(!commondir.exists(), ".git/commondir survived the run");
+    // Control: on the host the file stays, and git follows it.
+    let control = c.host("echo \"$PWD/evil\" > .git/commondir && echo planted");
+    assert!(control.all().contains("planted"));
+    assert!(commondir.exists());
+});
+
+// A protected path that is a symlink (here pointing outside the workspace)
+// cannot be held by a mount: the run is refused and nothing runs.
+attack!(persist_protected_symlink_refused, "persistence", |c| {
+    let outside = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    std::os::unix::fs::symlink(outside.path(), c.ws.path().join(".vscode")).unwrap();
+    let out = c.sc(
+        &[],
+        "rm .vscode && mkdir .vscode && echo '{}' > .vscode/tasks.json && echo wrote",
+    );
+    c.seen(&out.result());
+    assert_eq!(out.code, Some(125), "{}", out.all());
+    assert!(out.all().contains("symlink"), "{}", out.all());
+    assert!(!out.all().contains("wrote"));
+    assert!(
+        std::fs::symlink_metadata(c.ws.path().join(".vscode"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // Control: the same script on the host replaces the link.
+    let control =
+        c.host("rm .vscode && mkdir .vscode && echo '{}' > .vscode/tasks.json && echo wrote");
+    assert!(control.all().contains("wrote"));
+});

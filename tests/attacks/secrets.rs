@@ -293,3 +293,28 @@ attack!(secret_host_processes_in_proc, "secrets", |c| {
     assert!(out.stderr.contains("No such file or directory"), "{out:?}");
     c.assert_control_leaks(&control);
 });
+
+// Review finding: moving the directory of a masked nested `.env` into a
+// skipped directory (node_modules) would unmask it in the next run. The
+// directories above a mask are pinned, so the move fails.
+attack!(secret_env_move_parent_dir, "secrets", |c| {
+    let env =
+        c.ws.write("apps/web/.env", &format!("TOKEN={}\n", c.canary));
+    let first = c.sc(
+        &[],
+        "mkdir -p node_modules && mv apps node_modules/apps-hidden; echo mv=$?",
+    );
+    c.seen(first.all().trim());
+    c.assert_no_canary(&first);
+    assert!(
+        first.all().contains("Device or resource busy"),
+        "{}",
+        first.all()
+    );
+    let second = c.sc(&[], "cat node_modules/apps-hidden/web/.env apps/web/.env");
+    c.assert_no_canary(&second);
+    assert!(env.exists(), "the .env moved on the host");
+    // Control: on the host the move works and the file is readable there.
+    let control = c.host("mkdir -p node_modules && mv apps node_modules/apps-hidden && cat node_modules/apps-hidden/web/.env");
+    c.assert_control_leaks(&control);
+});
