@@ -98,7 +98,13 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
     }
     mark(launch, report_fd, "id maps written");
     // Not dumpable: the command (same uid) cannot read /proc/1/environ, /proc/1/mem or ptrace us.
-    let _ = nix::sys::prctl::set_dumpable(false);
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("prctl(PR_SET_DUMPABLE, 0) => {e}"),
+        );
+    }
     if !launch.interactive {
         // Out of the caller's session: terminal signals reach the supervisor only.
         let _ = nix::unistd::setsid();
@@ -155,7 +161,13 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
     for s in FORWARDED {
         blocked.add(s);
     }
-    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None);
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("sigprocmask(SIG_BLOCK) in the init => {e}"),
+        );
+    }
     let child = match sys::fork_process() {
         Ok(Forked::Child) => exec_command(launch, report_fd),
         Ok(Forked::Parent { child }) => child,
