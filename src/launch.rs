@@ -172,6 +172,19 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
         workspace,
     };
     let mut policy = profile::load(&name, &ctx)?;
+    // A workspace inside a hidden path (an agent that `cd`s into ~/.ssh and
+    // gets its workspace from the directory) would make the secret writable.
+    if let Some(h) = policy
+        .hide
+        .iter()
+        .find(|h| mount::pattern_covers(&h.pattern, &policy.workspace))
+    {
+        return Err(LaunchError::Invalid(format!(
+            "workspace {} is hidden by the profile ({}) (hint: run from the project directory or pass --workspace)",
+            policy.workspace.display(),
+            h.pattern.display()
+        )));
+    }
     for (list, access, flag) in [
         (&opts.read, Access::Read, "--read"),
         (&opts.write, Access::Write, "--write"),

@@ -318,3 +318,31 @@ attack!(secret_env_move_parent_dir, "secrets", |c| {
     let control = c.host("mkdir -p node_modules && mv apps node_modules/apps-hidden && cat node_modules/apps-hidden/web/.env");
     c.assert_control_leaks(&control);
 });
+
+// Review finding: an agent whose workspace follows its `cd` (shell-prefix or
+// SHELL integrations) could make ~/.ssh its writable workspace. A workspace
+// inside a hidden path is refused before anything runs.
+attack!(secret_workspace_inside_hidden_path, "secrets", |c| {
+    let key = c.plant_secret(".ssh/id_ed25519");
+    let ssh = key.parent().unwrap().to_path_buf();
+    // No --workspace: the workspace comes from the directory, as it does for
+    // an agent shell started in the directory it `cd`ed into.
+    let out = Out::from_output(
+        std::process::Command::new(crate::common::bin())
+            .args(["run", "--", "/bin/sh", "-c", "cat id_ed25519"])
+            .current_dir(&ssh)
+            .env("HOME", c.home())
+            .env_remove("SHELLCAGE_WORKSPACE")
+            .env_remove("SHELLCAGE_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    c.seen(&out.result());
+    c.assert_no_canary(&out);
+    assert_eq!(out.code, Some(125), "{}", out.all());
+    assert!(out.all().contains("hidden by the profile"), "{}", out.all());
+    // Control: the same read on the host sees the key.
+    let control = c.host(&format!("cat {}", key.display()));
+    c.assert_control_leaks(&control);
+});
