@@ -177,7 +177,7 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
     if let Some(h) = policy
         .hide
         .iter()
-        .find(|h| mount::pattern_covers(&h.pattern, &policy.workspace))
+        .find(|h| crate::policy::pattern_covers(&h.pattern, &policy.workspace))
     {
         return Err(LaunchError::Invalid(format!(
             "workspace {} is hidden by the profile ({}) (hint: run from the project directory or pass --workspace)",
@@ -194,7 +194,7 @@ pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
             if let Some(h) = policy
                 .hide
                 .iter()
-                .find(|h| mount::pattern_covers(&h.pattern, &path))
+                .find(|h| crate::policy::pattern_covers(&h.pattern, &path))
             {
                 return Err(LaunchError::Invalid(format!(
                     "{flag} {}: hidden by the profile ({})",

@@ -158,9 +158,102 @@ pub struct Policy {
     pub audit: Option<PathBuf>,
 }
 
+/// `*` matches any run of bytes; every other byte matches itself. Backtracks
+/// to the last `*` only: at worst O(pattern × name), never exponential.
+/// Used for hide patterns, environment names and globs alike.
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == name[n] {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// A hide pattern split once into its parent and its last component (the
+/// only one that may hold `*`), for matching many paths against it.
+#[derive(Debug, Clone, Copy)]
+pub struct HideMatcher<'a> {
+    parent: &'a [u8],
+    last: &'a [u8],
+}
+
+impl<'a> HideMatcher<'a> {
+    pub fn new(pattern: &'a Path) -> Option<Self> {
+        let (parent, last) = (pattern.parent()?, pattern.file_name()?);
+        Some(HideMatcher {
+            parent: parent.as_os_str().as_encoded_bytes(),
+            last: last.as_encoded_bytes(),
+        })
+    }
+
+    /// Is `path` the hidden path or below it? Both paths are clean (absolute,
+    /// no `.`/`..`, no repeated or trailing `/`: profile paths are validated,
+    /// the others canonical), so a byte-wise walk is exact and allocation-free.
+    pub fn covers(&self, path: &Path) -> bool {
+        let path = path.as_os_str().as_encoded_bytes();
+        let rest = if self.parent == b"/" {
+            path.strip_prefix(b"/")
+        } else {
+            path.strip_prefix(self.parent)
+                .and_then(|r| r.strip_prefix(b"/"))
+        };
+        let Some(rest) = rest else { return false };
+        let component = rest.split(|&b| b == b'/').next().unwrap_or_default();
+        !component.is_empty() && wildcard_match(self.last, component)
+    }
+}
+
+/// Does the hide `pattern` cover `path` (see [`HideMatcher::covers`])?
+pub fn pattern_covers(pattern: &Path, path: &Path) -> bool {
+    HideMatcher::new(pattern).is_some_and(|m| m.covers(path))
+}
+
 impl Policy {
     /// The shell used by `shellcage sh`: the first candidate that exists.
     pub fn shell_path(&self) -> Option<&Path> {
         self.shell.iter().map(PathBuf::as_path).find(|p| p.exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        let m = |p: &str, t: &str| wildcard_match(p.as_bytes(), t.as_bytes());
+        assert!(m("*key*", "ssh_host_rsa_key"));
+        assert!(m("*key*", "ssh_host_rsa_key.pub"));
+        assert!(!m("*key*", "moduli"));
+        assert!(m("credentials*", "credentials.toml"));
+        assert!(m("*", ""));
+        assert!(!m("a*b", "acbx"));
+        assert!(m("a*b*c", "axxbyyc"));
+    }
+
+    #[test]
+    fn hide_patterns_cover_the_path_and_below() {
+        let c = |pat: &str, path: &str| pattern_covers(Path::new(pat), Path::new(path));
+        assert!(c("/h/.ssh", "/h/.ssh"));
+        assert!(c("/h/.ssh", "/h/.ssh/id_ed25519"));
+        assert!(!c("/h/.ssh", "/h/.sshx"));
+        assert!(!c("/h/.ssh", "/h"));
+        assert!(c("/etc/ssh/*key*", "/etc/ssh/ssh_host_rsa_key"));
+        assert!(!c("/etc/ssh/*key*", "/etc/ssh/moduli"));
+        assert!(c("/.env", "/.env"));
+        assert!(!c("/", "/etc"));
     }
 }

@@ -13,12 +13,12 @@
 //! a rule that silently does nothing).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::ProfileError;
 use super::validate::{Entry, Layer};
 use crate::policy::{
-    Access, EnvFileScan, EnvPolicy, HideRule, Limits, PathRule, Policy, Requirement,
+    Access, EnvFileScan, EnvPolicy, HideMatcher, HideRule, Limits, PathRule, Policy, Requirement,
 };
 
 /// Who the policy is for and where it came from; filled in by `load`.
@@ -145,17 +145,13 @@ pub(super) fn build(
                 .iter()
                 .flat_map(|l| l.write.iter().map(|e| (e, Access::Write))),
         );
-    // Split each hide pattern once (parent bytes, last component).
+    // Split each hide pattern once.
     let hide_split: Vec<_> = hide
         .iter()
-        .filter_map(|h| Some((h, split_pattern(&h.value)?)))
+        .filter_map(|h| Some((h, HideMatcher::new(&h.value)?)))
         .collect();
     for (entry, access) in rules {
-        let bytes = entry.value.as_os_str().as_encoded_bytes();
-        if let Some((h, _)) = hide_split
-            .iter()
-            .find(|(_, (parent, last))| hidden_bytes(bytes, parent, last))
-        {
+        if let Some((h, _)) = hide_split.iter().find(|(_, m)| m.covers(&entry.value)) {
             return Err(entry.origin.invalid(format!(
                 "hidden by {} = {} ({}); hide always wins, remove one of the two",
                 h.origin.key, h.origin.value, h.origin.location
@@ -212,57 +208,8 @@ pub(super) fn build(
     })
 }
 
-/// Whether `path` is `pattern` or lies below it. Only the pattern's last
-/// component may contain `*`, which matches any run of bytes.
+/// Whether `path` is `pattern` or lies below it (tests).
 #[cfg(test)]
-pub(super) fn is_hidden(path: &Path, pattern: &Path) -> bool {
-    match split_pattern(pattern) {
-        Some((parent, last)) => hidden_bytes(path.as_os_str().as_encoded_bytes(), parent, last),
-        None => false,
-    }
-}
-
-/// A hide pattern as (parent bytes, last component bytes).
-fn split_pattern(pattern: &Path) -> Option<(&[u8], &[u8])> {
-    let (parent, last) = (pattern.parent()?, pattern.file_name()?);
-    Some((
-        parent.as_os_str().as_encoded_bytes(),
-        last.as_encoded_bytes(),
-    ))
-}
-
-/// Both paths are clean (absolute, no `.`/`..`, no repeated or trailing `/`),
-/// so a byte-wise walk is exact and allocation-free.
-fn hidden_bytes(path: &[u8], parent: &[u8], last: &[u8]) -> bool {
-    let rest = if parent == b"/" {
-        path.strip_prefix(b"/")
-    } else {
-        path.strip_prefix(parent).and_then(|r| r.strip_prefix(b"/"))
-    };
-    let Some(rest) = rest else { return false };
-    let component = rest.split(|&b| b == b'/').next().unwrap_or_default();
-    !component.is_empty() && wildcard_match(last, component)
-}
-
-/// `*` matches any run of bytes; every other byte matches itself. Backtracks
-/// to the last `*` only: at worst O(pattern × name), never exponential.
-fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
-            p += 1;
-            n += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&b| b == b'*')
+pub(super) fn is_hidden(path: &std::path::Path, pattern: &std::path::Path) -> bool {
+    crate::policy::pattern_covers(pattern, path)
 }

@@ -19,8 +19,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
-use super::mount::{pattern_covers, wildcard_match};
 use crate::policy::{Access, HideRule, Policy};
+use crate::policy::{pattern_covers, wildcard_match};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainedError {
@@ -69,13 +69,13 @@ fn holds_hidden(dir: &Path, hides: &[PathBuf]) -> Option<PathBuf> {
         if !parent.starts_with(dir) && !pattern_covers(h, dir) {
             continue;
         }
-        let name = name.to_string_lossy();
+        let name = name.as_encoded_bytes();
         let Ok(rd) = std::fs::read_dir(parent) else {
             continue;
         };
         if let Some(e) = rd
             .filter_map(Result::ok)
-            .find(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
+            .find(|e| wildcard_match(name, e.file_name().as_encoded_bytes()))
         {
             return Some(e.path());
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::policy::EnvPolicy;
-use crate::sandbox::mount::wildcard_match;
+use crate::policy::wildcard_match;
 
 /// Names that look like credentials or that change how programs load code.
 /// Matched case-insensitively against the whole name.
@@ -49,7 +49,9 @@ const SECRET_PATTERNS: &[&str] = &[
 /// Does `name` look like it carries a secret (or loader control)?
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    SECRET_PATTERNS.iter().any(|p| wildcard_match(p, &upper))
+    SECRET_PATTERNS
+        .iter()
+        .any(|p| wildcard_match(p.as_bytes(), upper.as_bytes()))
 }
 
 /// Values shellcage sets itself.
@@ -95,7 +97,11 @@ pub fn build(
         .collect();
     let mut out = EnvOutcome::default();
     for (name, value) in &host {
-        if !policy.pass.iter().any(|p| wildcard_match(p, name)) {
+        if !policy
+            .pass
+            .iter()
+            .any(|p| wildcard_match(p.as_bytes(), name.as_bytes()))
+        {
             continue;
         }
         if is_secret_name(name) {
