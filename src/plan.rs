@@ -465,7 +465,7 @@ mod tests {
         Policy {
             profile: "test".into(),
             source: "test".into(),
-            profile_hash: String::new(),
+            profile_chain: ProfileChain::default(),
             tier: TierChoice::Full,
             workspace: PathBuf::from("/w"),
             workspace_access: Access::Write,

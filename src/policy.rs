@@ -130,8 +130,10 @@ pub struct Policy {
     pub profile: String,
     /// Where the profile came from: `builtin:dev` or a file path.
     pub source: String,
-    /// SHA-256 (hex) of the profile chain's text, for the report and the audit log.
-    pub profile_hash: String,
+    /// The profile chain's texts; its SHA-256 identifies the profile in the
+    /// report and the audit log (serialized as `profile_hash`).
+    #[serde(rename = "profile_hash")]
+    pub profile_chain: ProfileChain,
     pub tier: TierChoice,
     /// Absolute, canonical workspace directory.
     pub workspace: PathBuf,
@@ -156,6 +158,39 @@ pub struct Policy {
     /// Append a hash-chained JSON line per run to this file (`--audit`,
     /// `[audit] file`); never visible inside the sandbox.
     pub audit: Option<PathBuf>,
+}
+
+/// The texts of a profile chain, `(id, text)` from the loaded profile to its
+/// root. Its hash is computed only when asked for: most runs need neither the
+/// report nor the audit log, and hashing the built-ins is about 0.5M
+/// instructions on every launch otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChain(pub Vec<(String, String)>);
+
+impl ProfileChain {
+    /// SHA-256 (hex) over the length-prefixed ids and texts, so distinct chains
+    /// cannot hash the same.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (id, text) in &self.0 {
+            for part in [id.as_bytes(), text.as_bytes()] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Serialize for ProfileChain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hash())
+    }
 }
 
 /// `*` matches any run of bytes; every other byte matches itself. Backtracks

@@ -18,14 +18,15 @@ use std::path::PathBuf;
 use super::ProfileError;
 use super::validate::{Entry, Layer};
 use crate::policy::{
-    Access, EnvFileScan, EnvPolicy, HideMatcher, HideRule, Limits, PathRule, Policy, Requirement,
+    Access, EnvFileScan, EnvPolicy, HideMatcher, HideRule, Limits, PathRule, Policy, ProfileChain,
+    Requirement,
 };
 
 /// Who the policy is for and where it came from; filled in by `load`.
 pub(super) struct Identity {
     pub profile: String,
     pub source: String,
-    pub profile_hash: String,
+    pub profile_chain: ProfileChain,
     pub home: PathBuf,
     pub workspace: PathBuf,
 }
@@ -189,7 +190,7 @@ pub(super) fn build(
     Ok(Policy {
         profile: id.profile,
         source: id.source,
-        profile_hash: id.profile_hash,
+        profile_chain: id.profile_chain,
         tier,
         workspace: id.workspace,
         workspace_access,

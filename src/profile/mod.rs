@@ -27,9 +27,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::policy::Policy;
+use crate::policy::{Policy, ProfileChain};
 
 pub use units::{parse_duration, parse_size};
 
@@ -248,19 +246,12 @@ fn load_chain(first: Source, ctx: &LoadContext) -> Result<(Policy, Option<String
         sources.push(next);
     }
 
-    let mut hasher = Sha256::new();
-    for source in &sources {
-        // Length-prefixed, so distinct chains cannot hash the same.
-        for part in [source.id.as_bytes(), source.text.as_bytes()] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-    }
-    let profile_hash = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let profile_chain = ProfileChain(
+        sources
+            .iter()
+            .map(|source| (source.id.clone(), source.text.clone()))
+            .collect(),
+    );
 
     layers.reverse();
     let description = layers.last().and_then(|l| l.description.clone());
@@ -272,7 +263,7 @@ fn load_chain(first: Source, ctx: &LoadContext) -> Result<(Policy, Option<String
         merge::Identity {
             profile: first.name.clone(),
             source: first.id.clone(),
-            profile_hash,
+            profile_chain,
             home: ctx.home.clone(),
             workspace: ctx.workspace.clone(),
         },

@@ -76,7 +76,7 @@ fn every_builtin_loads() {
         let policy = f.load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(policy.profile, *name);
         assert_eq!(policy.source, format!("builtin:{name}"));
-        assert_eq!(policy.profile_hash.len(), 64);
+        assert_eq!(policy.profile_chain.hash().len(), 64);
         assert!(builtin_text(name).is_some());
     }
     assert_eq!(builtin_names()[0], "dev");
@@ -166,7 +166,7 @@ fn readonly_and_ci_differ_from_dev_only_where_they_say() {
     let same_as_dev = |mut p: Policy| {
         p.profile = dev.profile.clone();
         p.source = dev.source.clone();
-        p.profile_hash = dev.profile_hash.clone();
+        p.profile_chain = dev.profile_chain.clone();
         p
     };
     let mut readonly = same_as_dev(f.load("readonly").unwrap());
@@ -220,12 +220,12 @@ fn every_builtin_rule_line_is_commented() {
 #[test]
 fn hash_depends_on_the_chain() {
     let f = Fixture::new();
-    let dev = f.load("dev").unwrap().profile_hash;
-    assert_eq!(dev, f.load("dev").unwrap().profile_hash);
-    assert_ne!(dev, f.load("readonly").unwrap().profile_hash);
+    let dev = f.load("dev").unwrap().profile_chain.hash();
+    assert_eq!(dev, f.load("dev").unwrap().profile_chain.hash());
+    assert_ne!(dev, f.load("readonly").unwrap().profile_chain.hash());
     f.user("mine", "version = 1\nextends = \"dev\"\n");
     let mine = f.load("mine").unwrap();
-    assert_ne!(dev, mine.profile_hash);
+    assert_ne!(dev, mine.profile_chain.hash());
     assert_eq!(mine.profile, "mine");
     assert!(mine.source.ends_with("/mine.toml"), "{}", mine.source);
 }
