@@ -555,8 +555,9 @@ pub fn run(req: Request) -> Result<i32, LaunchError> {
     Ok(outcome.exit_code)
 }
 
-/// The container tier cannot mask a file inside a visible tree: refuse to
-/// run when the audit log lies in one (the sandbox could rewrite it).
+/// Refuse an audit log the sandbox could reach: in any tier one inside a
+/// writable tree (it could be moved or replaced around its mask), and in the
+/// container tier (which cannot mask single files) one inside any visible tree.
 fn audit_hidden(
     policy: &Policy,
     plan: &Plan,

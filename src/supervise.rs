@@ -1,7 +1,7 @@
 //! The supervisor after launch: wait for the sandbox, enforce the timeout,
 //! forward signals, and turn what happened into an `Outcome`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -220,7 +220,6 @@ pub fn supervise(
         (Status::Exited(c), _) | (Status::NotStarted(c), _) => *c,
         (Status::Signaled(s), _) => 128 + s,
     };
-    let _ = report.as_raw_fd();
     Outcome {
         status,
         exit_code,

@@ -278,7 +278,7 @@ pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> nix::errno::Errno 
     }
 }
 
-/// `ioctl(fd, TIOCSCTTY)`-free check: is `fd` a terminal?
+/// Is `fd` a terminal (`isatty`)?
 pub fn is_tty(fd: RawFd) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }

@@ -195,10 +195,17 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
 
     // Binds: the profile's paths, then the workspace. A later rule for the
     // same path wins (the command line comes after the profile).
-    let mut binds: Vec<(PathBuf, Access)> = Vec::new();
-    fn add_bind(binds: &mut Vec<(PathBuf, Access)>, path: PathBuf, access: Access) {
-        binds.retain(|(p, _)| p != &path);
-        binds.push((path, access));
+    // (path, access, is a directory): the kind comes from the lstat each
+    // rule gets anyway, so no path is stat'ed twice on the launch path.
+    let mut binds: Vec<(PathBuf, Access, bool)> = Vec::new();
+    fn add_bind(
+        binds: &mut Vec<(PathBuf, Access, bool)>,
+        path: PathBuf,
+        access: Access,
+        dir: bool,
+    ) {
+        binds.retain(|(p, _, _)| p != &path);
+        binds.push((path, access, dir));
     }
     for rule in &policy.paths {
         match std::fs::symlink_metadata(&rule.path) {
@@ -211,10 +218,11 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                             target,
                             at: rule.path.clone(),
                         });
-                        if !binds.iter().any(|(p, _)| is_within(&canon, p))
+                        if !binds.iter().any(|(p, _, _)| is_within(&canon, p))
                             && !is_system_symlink_target(&canon, &policy.paths)
                         {
-                            add_bind(&mut binds, canon, rule.access);
+                            let dir = canon.is_dir();
+                            add_bind(&mut binds, canon, rule.access, dir);
                         }
                     }
                     Err(_) if rule.optional => continue,
@@ -227,7 +235,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
                     }
                 }
             }
-            Ok(_) => add_bind(&mut binds, rule.path.clone(), rule.access),
+            Ok(meta) => add_bind(&mut binds, rule.path.clone(), rule.access, meta.is_dir()),
             Err(_) if rule.optional => continue,
             Err(e) => {
                 return Err(MountError::Io {
@@ -238,14 +246,13 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
             }
         }
     }
-    add_bind(&mut binds, ws.clone(), ws_access);
-    for (path, access) in &binds {
-        let meta = std::fs::metadata(path).map_err(io_err("cannot read", path))?;
+    add_bind(&mut binds, ws.clone(), ws_access, true);
+    for (path, access, dir) in &binds {
         tree.push(Op::Bind {
             src: path.clone(),
             at: path.clone(),
             readonly: *access == Access::Read,
-            dir: meta.is_dir(),
+            dir: *dir,
         });
         match access {
             Access::Read => visible.read.push(path.clone()),
@@ -255,7 +262,7 @@ pub fn describe(policy: &Policy) -> Result<MountPlan, MountError> {
     // Parents before children; at equal depth the order above (tmpfs first).
     tree.sort_by_key(|op| depth(op.at()));
 
-    let bound = |p: &Path| binds.iter().any(|(b, _)| is_within(p, b));
+    let bound = |p: &Path| binds.iter().any(|(b, _, _)| is_within(p, b));
     let mut masks: Vec<Op> = Vec::new();
 
     // Protected paths: read-only over themselves; placeholders when missing.
@@ -618,7 +625,11 @@ pub fn cleanup(plan: &MountPlan) {
             std::fs::remove_file(p)
         };
         if let Err(err) = res {
-            tracing::debug!(?err, path = %p.display(), "placeholder not removed");
+            // The user should hear about a stray entry we leave in their tree.
+            eprintln!(
+                "shellcage: warning: placeholder {} not removed: {err}",
+                p.display()
+            );
         }
     }
 }
