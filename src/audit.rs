@@ -20,16 +20,25 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::plan::{Plan, Tier};
+use crate::policy::{Access, Policy};
+use crate::supervise::{Outcome, Status};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit log {path}: {what}: {source}")]
+    /// `err` is not named `source`: the message already ends with it, and a
+    /// source would print it again under `{:#}`.
+    #[error("audit log {path}: {what}: {err}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
-    #[error("audit log {path}: flock: {source}")]
-    Lock { path: PathBuf, source: nix::Error },
+    #[error("audit log {path}: flock: {err}")]
+    Lock { path: PathBuf, err: nix::Error },
+    /// The sandbox could reach the log (see [`AuditLog::refuse_if_reachable`]).
+    #[error("audit log {} lies inside a tree the sandbox can {}", path.display(), why)]
+    Reachable { path: PathBuf, why: &'static str },
 }
 
 /// One run, as recorded.
@@ -51,8 +60,50 @@ pub struct Record {
     pub exit_code: i32,
     pub duration_ms: u64,
     pub timeout: bool,
+    /// Network mode `proxy`: every destination the proxy allowed or refused (host, port,
+    /// count, reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::net::summary::SummaryReport>,
     /// SHA-256 of the previous line (the chain).
     pub prev: String,
+}
+
+impl Record {
+    /// The record of one run (`prev` is filled in by [`AuditLog::append`]).
+    pub fn of_run(
+        policy: &Policy,
+        plan: &Plan,
+        argv: &[String],
+        outcome: &Outcome,
+        user: &str,
+    ) -> Record {
+        Record {
+            time: now_rfc3339(),
+            user: user.to_owned(),
+            uid: nix::unistd::getuid().as_raw(),
+            workspace: policy.workspace.clone(),
+            argv: argv.to_vec(),
+            profile: policy.profile.clone(),
+            profile_hash: policy.profile_chain.hash(),
+            tier: serde_json::to_value(plan.tier).unwrap_or_default(),
+            enforcement: serde_json::to_value(&plan.enforcement).unwrap_or_default(),
+            status: serde_json::to_value(&outcome.status).unwrap_or_default(),
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            timeout: outcome.status == Status::TimedOut,
+            network: None,
+            prev: String::new(),
+        }
+    }
+
+    /// The command as one shell line (each word quoted only where a shell needs it).
+    pub fn command_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| crate::cli::sh_quote_if_needed(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// The `prev` of the first line.
@@ -86,15 +137,15 @@ impl AuditLog {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|source| AuditError::Io {
+            .map_err(|err| AuditError::Io {
                 what: "cannot open",
                 path: path.to_path_buf(),
-                source,
+                err,
             })?;
-        let canon = std::fs::canonicalize(path).map_err(|source| AuditError::Io {
+        let canon = std::fs::canonicalize(path).map_err(|err| AuditError::Io {
             what: "cannot resolve",
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Ok(AuditLog { file, path: canon })
     }
@@ -104,18 +155,53 @@ impl AuditLog {
         &self.path
     }
 
+    /// Refuse a log the sandbox could reach: in any tier one inside a writable
+    /// tree (it could be renamed, replaced or redirected around its mask
+    /// between runs), and in the container tier (which cannot mask single
+    /// files) one inside any visible tree. Elsewhere the mount plan masks it
+    /// (`policy.hide`).
+    pub fn refuse_if_reachable(&self, policy: &Policy, tier: Tier) -> Result<(), AuditError> {
+        let path = &self.path;
+        let writable = (policy.workspace_access == Access::Write
+            && path.starts_with(&policy.workspace))
+            || policy
+                .paths
+                .iter()
+                .any(|r| r.access == Access::Write && path.starts_with(&r.path));
+        if writable {
+            return Err(AuditError::Reachable {
+                path: path.clone(),
+                why: "write (hint: keep the audit log outside the workspace and the --write paths)",
+            });
+        }
+        if tier != Tier::Container {
+            return Ok(());
+        }
+        let visible = path.starts_with(&policy.workspace)
+            || path.starts_with("/tmp")
+            || path.starts_with("/dev")
+            || policy.paths.iter().any(|r| path.starts_with(&r.path));
+        if visible {
+            return Err(AuditError::Reachable {
+                path: path.clone(),
+                why: "see, and the container tier cannot hide single files (hint: put the audit log outside the workspace and the profile's paths)",
+            });
+        }
+        Ok(())
+    }
+
     /// Appends `record` (its `prev` is filled in here) as one line.
     pub fn append(self, mut record: Record) -> Result<(), AuditError> {
         let path = self.path.clone();
-        let mut lock = Flock::lock(self.file, FlockArg::LockExclusive).map_err(|(_, source)| {
+        let mut lock = Flock::lock(self.file, FlockArg::LockExclusive).map_err(|(_, err)| {
             AuditError::Lock {
                 path: path.clone(),
-                source,
+                err,
             }
         })?;
         let io = |what: &'static str| {
             let path = path.clone();
-            move |source| AuditError::Io { what, path, source }
+            move |err| AuditError::Io { what, path, err }
         };
         record.prev = match last_line(&mut lock).map_err(io("cannot read"))? {
             Some(line) => sha256_hex(&line),
@@ -124,7 +210,7 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&record).map_err(|e| AuditError::Io {
             what: "cannot encode",
             path: path.clone(),
-            source: std::io::Error::other(e),
+            err: std::io::Error::other(e),
         })?;
         line.push(b'\n');
         // One write of the whole line under the lock, O_APPEND: no interleaving.
@@ -177,10 +263,10 @@ pub enum Verdict {
 }
 
 pub fn verify(path: &Path) -> Result<Verdict, AuditError> {
-    let file = File::open(path).map_err(|source| AuditError::Io {
+    let file = File::open(path).map_err(|err| AuditError::Io {
         what: "cannot open",
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let mut reader = BufReader::new(file);
     let mut prev = genesis();
@@ -190,10 +276,10 @@ pub fn verify(path: &Path) -> Result<Verdict, AuditError> {
         buf.clear();
         let read = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|source| AuditError::Io {
+            .map_err(|err| AuditError::Io {
                 what: "cannot read",
                 path: path.to_path_buf(),
-                source,
+                err,
             })?;
         if read == 0 {
             return Ok(Verdict::Good {
@@ -222,17 +308,17 @@ pub fn verify(path: &Path) -> Result<Verdict, AuditError> {
 
 /// The last `n` records, oldest first (lines that do not parse are skipped).
 pub fn tail(path: &Path, n: usize) -> Result<Vec<Record>, AuditError> {
-    let file = File::open(path).map_err(|source| AuditError::Io {
+    let file = File::open(path).map_err(|err| AuditError::Io {
         what: "cannot open",
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let mut out = std::collections::VecDeque::with_capacity(n.min(1024));
     for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(|source| AuditError::Io {
+        let line = line.map_err(|err| AuditError::Io {
             what: "cannot read",
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         if let Ok(r) = serde_json::from_slice::<Record>(&line) {
             if out.len() == n {
@@ -254,12 +340,7 @@ pub fn describe(r: &Record) -> String {
         Some("not_started") => format!("not started ({})", r.exit_code),
         _ => format!("exit {}", r.exit_code),
     };
-    let argv = r
-        .argv
-        .iter()
-        .map(|a| crate::claude::sh_quote_if_needed(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let argv = r.command_line();
     format!(
         "{}  {:<16} {:>9}  {}  {}  {}",
         r.time,
@@ -343,6 +424,7 @@ mod tests {
             exit_code: 0,
             duration_ms: 5,
             timeout: false,
+            network: None,
             prev: String::new(),
         }
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::policy::{NetMode, TierChoice};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shellcage",
@@ -56,7 +58,7 @@ pub enum Command {
         profile: String,
         /// Tier to evaluate (default: $SHELLCAGE_TIER, else the profile's).
         #[arg(long, value_enum, value_name = "TIER")]
-        tier: Option<TierArg>,
+        tier: Option<TierChoice>,
     },
     /// Devcontainer entrypoint: check the tier once, print what is enforced, then exec
     /// CMD (the agent) outside the sandbox with SHELL=shellcage-sh, so that the agent's
@@ -70,7 +72,7 @@ pub enum Command {
         workspace: Option<std::path::PathBuf>,
         /// Tier (default: auto; the tier found is exported as SHELLCAGE_TIER).
         #[arg(long, value_enum, value_name = "TIER", default_value = "auto")]
-        tier: TierArg,
+        tier: TierChoice,
         /// The command to run, typically the agent.
         #[arg(
             required = true,
@@ -85,15 +87,40 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
-    /// Answer an agent's pre-tool hook (JSON on stdin): Bash commands are
-    /// rewritten to run through `shellcage sh -c`.
+    /// Answer an agent's tool hook (JSON on stdin): shell commands are
+    /// rewritten to run through `shellcage sh -c`, file tools and web fetches
+    /// are judged by the same profile (see README "Claude Code").
     Hook {
         #[arg(value_enum)]
         agent: HookAgent,
+        /// The sandbox options the hook judges by and passes on to `shellcage sh`.
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// What the profile does with PATH or HOST[:PORT] (hidden, protected,
+    /// read-only, writable, absent, allowed, refused) and which rule says so.
+    /// Inside the sandbox it reads the policy in force from /run/shellcage/policy.json.
+    Explain {
+        #[command(flatten)]
+        opts: RunOpts,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Paths (absolute, relative, ~/…) or hosts (HOST, HOST:PORT, URL).
+        #[arg(required = true, value_name = "PATH|HOST[:PORT]")]
+        targets: Vec<String>,
+    },
+    /// Install an agent integration into its settings (merging, idempotent).
+    Install {
+        #[arg(value_enum)]
+        agent: HookAgent,
+        #[command(flatten)]
+        opts: InstallOpts,
     },
     /// Run one whole shell command line in the sandbox, as Claude Code's
-    /// CLAUDE_CODE_SHELL_PREFIX (set it to "/path/to/shellcage --prefix"):
-    /// the snapshot directory is readable, the cwd file reaches the host.
+    /// CLAUDE_CODE_SHELL_PREFIX (set it to a `shellcage-prefix` link to this
+    /// binary; "/path/to/shellcage --prefix" works for Bash only): the snapshot
+    /// directory is readable, the cwd file reaches the host.
     #[command(long_flag = "prefix")]
     Prefix {
         #[command(flatten)]
@@ -102,17 +129,137 @@ pub enum Command {
         #[arg(allow_hyphen_values = true, value_name = "COMMAND LINE")]
         cmdline: String,
     },
+    /// The kept sandbox homes (`home = "persistent"`): caches and user installs
+    /// of each workspace and profile.
+    Home {
+        #[command(subcommand)]
+        command: HomeCommand,
+    },
+    /// The managed floor (/etc/shellcage/managed.toml) an administrator set.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Check or read an audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// One-time host setup that needs root.
+    Setup {
+        #[command(subcommand)]
+        command: SetupCommand,
+    },
+    /// What the workspace's copy-on-write layer changed, like `git status --short`
+    /// (A/M/D/R/T); the host workspace is untouched until `apply`.
+    Changes {
+        #[command(flatten)]
+        layer: LayerOpts,
+        /// List this workspace's layers with their sizes and ages.
+        #[arg(long)]
+        list: bool,
+        /// Unified diff (binary and large files are named, not shown).
+        #[arg(long, conflicts_with = "list")]
+        diff: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the layer's changes onto the host workspace (each file atomically);
+    /// refuses, naming them, paths the user changed on the host meanwhile.
+    /// Exit 0: all applied; 1: something refused or skipped (named on stderr).
+    Apply {
+        #[command(flatten)]
+        layer: LayerOpts,
+        /// Show what would be applied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite host paths changed since the layer began.
+        #[arg(long)]
+        force: bool,
+        /// Commit the changes onto a new git branch NAME (parent: the commit the
+        /// layer began from) instead; the working tree, index and HEAD stay as they are.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "force", "paths"])]
+        branch: Option<String>,
+        /// With --branch: list the commands of this audit log in the commit message.
+        #[arg(long, value_name = "FILE", requires = "branch")]
+        audit: Option<PathBuf>,
+        /// Profile whose protected paths are never written (default: the one the layer
+        /// began with, else $SHELLCAGE_PROFILE, else `dev`).
+        #[arg(long, short = 'p', value_name = "NAME|FILE")]
+        profile: Option<String>,
+        /// Only these paths (relative to the current directory, or absolute).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Throw a layer away (the workspace's other layers stay).
+    Discard {
+        #[command(flatten)]
+        layer: LayerOpts,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Let this binary create user namespaces under Ubuntu's AppArmor restriction
+    /// (23.10+): write an AppArmor profile for its real path to /etc/apparmor.d and
+    /// load it with apparmor_parser (root), or print it.
+    Apparmor {
+        /// Print the profile on stdout instead of installing it (no root needed).
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// Which layer: `--workspace` and `--layer`.
+#[derive(Debug, Clone, Args)]
+pub struct LayerOpts {
+    /// Workspace (default as for `run`).
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Layer name.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub layer: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HookAgent {
     /// Claude Code's PreToolUse hook.
     ClaudeCode,
+}
+
+/// `shellcage install claude-code` options.
+#[derive(Debug, Clone, Default, Args)]
+#[command(group = clap::ArgGroup::new("scope").args(["user", "project", "managed"]))]
+pub struct InstallOpts {
+    /// Your settings: $CLAUDE_CONFIG_DIR/settings.json, else ~/.claude/settings.json (default).
+    #[arg(long)]
+    pub user: bool,
+    /// The project's shared settings: <workspace>/.claude/settings.json.
+    #[arg(long)]
+    pub project: bool,
+    /// The managed settings file (/etc/claude-code/managed-settings.json, as
+    /// root), with the keys that stop user and project settings from removing
+    /// or undercutting the hook.
+    #[arg(long)]
+    pub managed: bool,
+    /// Install the shell prefix (CLAUDE_CODE_SHELL_PREFIX = shellcage-prefix)
+    /// for shell commands; the hook then judges the file tools only.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Say what is installed where, change nothing (exit 1 when not installed).
+    #[arg(long)]
+    pub check: bool,
+    /// Profile for the agent's commands (default: dev, or $SHELLCAGE_PROFILE at run time).
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+    /// The shellcage binary the settings name (default: this one); the prefix
+    /// link is made next to it.
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
+    /// Write this settings file instead of the scope's (tests, unusual layouts).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub settings_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +273,35 @@ pub enum AuditCommand {
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HomeCommand {
+    /// List the kept homes of WORKSPACE (default: as for `run`), or of every
+    /// workspace with --all: directory, profile, network mode, size.
+    List {
+        workspace: Option<PathBuf>,
+        #[arg(long, conflicts_with = "workspace")]
+        all: bool,
+    },
+    /// Delete the kept homes of WORKSPACE (default: as for `run`; the directory
+    /// need not exist any more), or only those of --profile NAME. A home in use
+    /// by a running sandbox is refused.
+    Reset {
+        workspace: Option<PathBuf>,
+        #[arg(long, short = 'p', value_name = "NAME")]
+        profile: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the floor in force, each key with its value and line, and what it
+    /// changes or refuses for a run with these options (exit 1 when refused).
+    Show {
+        #[command(flatten)]
+        opts: RunOpts,
     },
 }
 
@@ -146,24 +322,6 @@ pub enum ProfileCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NetArg {
-    None,
-    Loopback,
-    Host,
-}
-
-/// `--tier`: which isolation tier the run accepts (overrides the profile's `tier`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TierArg {
-    /// Namespaces required: refuse (exit 125) where user namespaces fail.
-    Full,
-    /// Namespaces when possible, else the container tier (said on stderr and in the report).
-    Auto,
-    /// Landlock + seccomp only, no namespaces.
-    Container,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportArg {
     Json,
 }
@@ -177,18 +335,40 @@ pub struct RunOpts {
     /// git work tree holding the current directory, else the current directory).
     #[arg(long, short = 'w', value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// Work on a copy-on-write layer of the workspace: writes stay in the layer
+    /// (review with `shellcage changes`, then `apply` or `discard`).
+    #[arg(long)]
+    pub overlay: bool,
+    /// The layer to work on (implies --overlay; default: `default`).
+    #[arg(long, value_name = "NAME")]
+    pub layer: Option<String>,
     /// Make PATH visible read-only (repeatable).
     #[arg(long, value_name = "PATH")]
     pub read: Vec<PathBuf>,
     /// Make PATH visible read-write (repeatable).
     #[arg(long, value_name = "PATH")]
     pub write: Vec<PathBuf>,
-    /// Network: none (default), loopback (private loopback with TCP allowed), host.
+    /// Network: none (default), loopback (private loopback with TCP allowed), proxy
+    /// (only the hosts of [network] allow / --allow-host, through shellcage's proxy), host.
     #[arg(long, value_enum, value_name = "MODE")]
-    pub net: Option<NetArg>,
+    pub net: Option<NetMode>,
+    /// The sandbox home: persistent (caches and user installs of this workspace
+    /// and profile kept between runs) or fresh (nothing kept). Default: the
+    /// profile's `home`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub home: Option<crate::policy::HomeMode>,
+    /// Let the command reach NAME (repeatable; `*.example.org`, `NAME:PORT`; ports 80 and
+    /// 443 by default) through the proxy; adds to the profile's list and turns network
+    /// mode none into proxy.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
+    /// Make a server inside reachable from this host's loopback at [HOST_ADDR:]PORT
+    /// (repeatable; SANDBOX_PORT defaults to PORT). Every network mode but host.
+    #[arg(long, value_name = "[HOST_ADDR:]PORT[:SANDBOX_PORT]")]
+    pub publish: Vec<String>,
     /// Isolation tier (default: $SHELLCAGE_TIER, else the profile's `tier`).
     #[arg(long, value_enum, value_name = "TIER")]
-    pub tier: Option<TierArg>,
+    pub tier: Option<TierChoice>,
     /// Pass NAME from the caller, or set NAME=VALUE (repeatable; passes
     /// secret-looking names too, and the report lists them).
     #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]
@@ -196,6 +376,19 @@ pub struct RunOpts {
     /// Kill the whole sandbox after DURATION (e.g. 90s, 10m, 1h30m); exit 124.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
+    /// Cap the whole sandbox's memory (e.g. 4G; a cgroup): refused (125) where
+    /// it cannot be enforced.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Cap the whole sandbox's CPU time in cores (e.g. 2, 0.5; a cgroup):
+    /// refused (125) where it cannot be enforced.
+    #[arg(long, value_name = "CORES")]
+    pub cpu: Option<String>,
+    /// Cap the sandbox's processes and threads at once (a cgroup's pids.max,
+    /// and RLIMIT_NPROC in the namespaces tier): refused (125) where it cannot
+    /// be enforced; `none` lifts the profile's.
+    #[arg(long, value_name = "N")]
+    pub processes: Option<String>,
     /// After the run, print a JSON summary on stderr (or to --report-file).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub report: Option<ReportArg>,
@@ -284,6 +477,33 @@ pub fn parse_shell_args(args: &[String]) -> Result<ShellArgs, String> {
         ));
     }
     Ok(out)
+}
+
+/// Quote `s` as one POSIX shell word: `'…'` with each `'` written `'\''`.
+pub fn sh_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for ch in s.chars() {
+        if ch == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(ch);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `s` as is when it is made of characters no shell treats specially, else quoted.
+pub fn sh_quote_if_needed(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:=@+,-%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        sh_quote(s)
+    }
 }
 
 #[cfg(test)]

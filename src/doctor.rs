@@ -7,14 +7,19 @@
 //! profile cannot be loaded).
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 
 use serde::Serialize;
 
-use crate::cli::{RunOpts, TierArg};
-use crate::launch;
-use crate::plan::{self, Enforcement, Status, Tier};
+use crate::cli::RunOpts;
+use crate::plan::{self, Enforcement, Strength, Tier};
 use crate::policy::TierChoice;
-use crate::probe::{self, CgroupStatus, Features, SeccompStatus};
+use crate::probe::{self, CgroupLimit, Features, SeccompStatus, Userns};
+use crate::request::Request;
+use crate::sandbox::cgroup::{self, LayoutKind, LimitRequest, Swap, Version};
+use crate::sandbox::landlock::{self, Enforced, LandlockSpec, LandlockStatus};
+use crate::sandbox::report::{self, Decoder, Message};
+use crate::sys;
 
 #[derive(Debug, Serialize)]
 struct LandlockLevel {
@@ -35,6 +40,61 @@ struct UserNs {
     container: Option<String>,
 }
 
+/// What the host's cgroups offer the memory, process and CPU limits.
+#[derive(Debug, Serialize)]
+struct Cgroups {
+    layout: LayoutKind,
+    /// Our cgroup in each hierarchy with memory, pids or cpu (and v2's).
+    hierarchies: Vec<HierarchyLine>,
+    /// What `--memory`, `--processes` and `--cpu` would get from a cgroup
+    /// here (processes are also held by RLIMIT_NPROC in the namespaces tier).
+    limits: Vec<CgroupLimit>,
+    /// Whether swap would be capped with a memory limit.
+    swap: Swap,
+    /// RLIMIT_NPROC holds the process limit in the namespaces tier (Linux ≥
+    /// 5.14, not root).
+    processes_by_rlimit: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct HierarchyLine {
+    version: Version,
+    mount_point: std::path::PathBuf,
+    controllers: Vec<String>,
+    /// Our cgroup's directory, or why it cannot be used.
+    cgroup: Result<std::path::PathBuf, String>,
+    writable: bool,
+}
+
+fn cgroups(features: &Features) -> Cgroups {
+    let layout = cgroup::detect_host();
+    // Representative values: only what holds each limit is shown.
+    let every = LimitRequest {
+        memory: Some(1 << 30),
+        processes: Some(1024),
+        cpu_millis: Some(1000),
+    };
+    let plan = cgroup::describe(&every, &layout, nix::unistd::geteuid().as_raw());
+    Cgroups {
+        layout: layout.kind,
+        hierarchies: layout
+            .v1
+            .iter()
+            .chain(layout.v2.as_ref())
+            .map(|h| HierarchyLine {
+                version: h.version,
+                mount_point: h.mount_point.clone(),
+                controllers: h.controllers.clone(),
+                cgroup: h.ours.as_ref().map(|o| o.dir.clone()).map_err(Clone::clone),
+                writable: h.ours.as_ref().is_ok_and(|o| o.writable),
+            })
+            .collect(),
+        limits: plan.support(),
+        swap: plan.swap,
+        processes_by_rlimit: features.nproc_per_userns,
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct TierReport {
     tier: Tier,
@@ -53,16 +113,24 @@ struct Doctor {
     seccomp_arch_supported: bool,
     landlock_abi: u32,
     landlock_levels: Vec<LandlockLevel>,
+    /// What a ruleset like a run's got from this kernel (applied in a child).
+    landlock_trial: Option<LandlockStatus>,
+    landlock_trial_error: Option<String>,
     user_namespaces: UserNs,
     seccomp: SeccompStatus,
-    cgroup: CgroupStatus,
+    cgroup: Cgroups,
     profile: String,
     profile_source: String,
     tier_choice: TierChoice,
     /// The tier `shellcage run` would use here; `None` when it would refuse.
     run_uses: Option<Tier>,
     run_refusal: Option<String>,
+    /// The managed floor file in force, if any (`shellcage policy show`).
+    managed_floor: Option<String>,
     tiers: Vec<TierReport>,
+    /// `safe.bareRepository` in the user's global git config (`None`: unset,
+    /// git's default `all`).
+    git_safe_bare_repository: Option<String>,
     hints: Vec<String>,
 }
 
@@ -73,11 +141,14 @@ fn tier_report(
     available: bool,
 ) -> TierReport {
     let mut p = policy.clone();
-    p.tier = match tier {
-        Tier::Namespaces => TierChoice::Full,
-        Tier::Container => TierChoice::Container,
-    };
-    match plan::plan(&p, features, tier == Tier::Namespaces) {
+    p.tier = tier.choice();
+    // The namespaces tier's table as if user namespaces worked (`available`
+    // says whether they do).
+    let mut f = features.clone();
+    if tier == Tier::Namespaces {
+        f.userns = Userns::Works;
+    }
+    match plan::plan(&p, &f) {
         Ok(plan) => TierReport {
             tier,
             available,
@@ -121,34 +192,76 @@ fn hints(d: &Doctor, features: &Features) -> Vec<String> {
             d.arch
         ));
     }
-    if !d.cgroup.writable {
-        h.push("cgroup v2 not delegated: memory/pids limits are not available (rlimits and the timeout still apply); systemd-run --user --scope -p Delegate=yes shellcage … delegates one".into());
+    if !d
+        .git_safe_bare_repository
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("explicit"))
+    {
+        h.push("git: `git config --global safe.bareRepository explicit` makes your git ignore bare repositories it finds by itself: a directory a command made in the workspace (HEAD, objects, refs, config) can then never run that config's programs, even while the command still runs (see SECURITY.md, git repositories the command makes)".into());
+    }
+    let mut seen = Vec::new();
+    for l in &d.cgroup.limits {
+        if let Some(g) = l.gap.as_ref().filter(|g| !seen.contains(&&g.hint)) {
+            seen.push(&g.hint);
+            h.push(format!(
+                "cgroup limits ({}): {}",
+                d.cgroup
+                    .limits
+                    .iter()
+                    .filter(|o| o.gap.as_ref().is_some_and(|og| og.hint == g.hint))
+                    .map(|o| o.resource.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                g.hint
+            ));
+        }
     }
     h
 }
 
 /// Run the doctor; returns the exit code.
-pub fn run(json: bool, profile: &str, tier: Option<TierArg>) -> anyhow::Result<i32> {
+pub fn run(json: bool, profile: &str, tier: Option<TierChoice>) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir()?;
-    let policy = launch::build_policy(
-        &RunOpts {
-            profile: Some(profile.to_string()),
-            tier,
-            ..RunOpts::default()
-        },
-        &cwd,
-    )?;
-    let features = Features::detect();
+    let opts = RunOpts {
+        profile: Some(profile.to_string()),
+        tier,
+        ..RunOpts::default()
+    };
+    let req = Request::new(&opts, &cwd)?;
+    let managed_floor = req
+        .floor
+        .as_ref()
+        .map(|(f, _)| f.file.display().to_string());
+    let policy = req.policy;
     let trial = probe::userns_trial();
+    let mut features = Features::detect().with_trial(trial);
+    // Ubuntu's AppArmor restriction: a trial clone may succeed where the
+    // sandbox's first mount would fail, so the restriction decides.
+    let restricted =
+        probe::userns_restricted(std::path::Path::new("/"), nix::unistd::geteuid().as_raw());
+    let userns_error = match (restricted, trial) {
+        (Some(u), _) => {
+            let why = match &u {
+                probe::Userns::Fails { missing, .. } => missing.clone(),
+                _ => String::new(),
+            };
+            features.userns = u;
+            Some(why)
+        }
+        (None, Err(e)) => Some(format!("trial clone with CLONE_NEWUSER: {e}")),
+        (None, Ok(())) => None,
+    };
+    let trial = match userns_error {
+        Some(_) => trial.and(Err(nix::errno::Errno::EACCES)),
+        None => trial,
+    };
+    features.cgroup_limits = cgroup::plan_for(&policy.limits).support();
     let tiers = vec![
         tier_report(&policy, &features, Tier::Namespaces, trial.is_ok()),
         tier_report(&policy, &features, Tier::Container, true),
     ];
-    let would = plan::plan(
-        &policy,
-        &features,
-        trial.is_ok() && policy.tier != TierChoice::Container,
-    );
+    let would = plan::plan(&policy, &features);
+    let landlock = landlock_trial();
     let mut d = Doctor {
         shellcage: env!("CARGO_PKG_VERSION"),
         kernel: probe::kernel_release(),
@@ -163,22 +276,27 @@ pub fn run(json: bool, profile: &str, tier: Option<TierArg>) -> anyhow::Result<i
                 available: features.landlock_abi >= abi,
             })
             .collect(),
+        landlock_trial: landlock.as_ref().ok().copied(),
+        landlock_trial_error: landlock.err(),
         user_namespaces: UserNs {
             works: trial.is_ok(),
-            error: trial.err().map(|e| e.to_string()),
+            error: userns_error,
             apparmor_restrict_unprivileged_userns: features.apparmor_restrict_userns,
             max_user_namespaces: features.max_user_namespaces,
             unprivileged_userns_clone: features.unprivileged_userns_clone,
             container: probe::container_marker(),
         },
         seccomp: probe::seccomp_status(),
-        cgroup: probe::cgroup_status(),
+        cgroup: cgroups(&features),
         profile: policy.profile.clone(),
         profile_source: policy.source.clone(),
         tier_choice: policy.tier,
         run_uses: would.as_ref().ok().map(|p| p.tier),
         run_refusal: would.as_ref().err().map(|e| e.to_string()),
+        managed_floor,
         tiers,
+        git_safe_bare_repository: crate::git::global_value(b"safe.barerepository")
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
         hints: Vec::new(),
     };
     d.hints = hints(&d, &features);
@@ -197,18 +315,39 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
         .map_or_else(|| "absent".to_string(), |v| v.to_string())
 }
 
-fn status_word(s: Status) -> &'static str {
+fn status_word(s: Strength) -> &'static str {
     match s {
-        Status::Full => "full",
-        Status::Partial => "partial",
-        Status::NotEnforced => "NOT ENFORCED",
-        Status::Waived => "waived",
+        Strength::Full => "full",
+        Strength::Partial => "partial",
+        Strength::NotEnforced => "NOT ENFORCED",
+        Strength::Waived => "waived",
     }
 }
 
 fn human(d: &Doctor) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
+    kernel_lines(&mut s, d);
+    plan_lines(&mut s, d);
+    if !d.hints.is_empty() {
+        s.push_str("\nhow to fix:\n");
+        for h in &d.hints {
+            s.push_str(&format!("  - {h}\n"));
+        }
+    }
+    s
+}
+
+fn word(e: Enforced) -> &'static str {
+    match e {
+        Enforced::Full => "full",
+        Enforced::Partial => "partial",
+        Enforced::No => "no",
+    }
+}
+
+/// What this machine offers.
+fn kernel_lines(s: &mut String, d: &Doctor) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "shellcage {} doctor", d.shellcage);
     let _ = writeln!(
         s,
@@ -231,6 +370,22 @@ fn human(d: &Doctor) -> String {
             l.adds
         );
     }
+    let _ = match (&d.landlock_trial, &d.landlock_trial_error) {
+        (Some(t), _) => writeln!(
+            s,
+            "  a run's ruleset here: {} enforced (filesystem {}, tcp {}, scopes {})",
+            t.ruleset.map_or("not", |r| match r {
+                Enforced::Full => "fully",
+                Enforced::Partial => "partly",
+                Enforced::No => "not",
+            }),
+            word(t.filesystem),
+            word(t.tcp),
+            word(t.scopes)
+        ),
+        (None, Some(e)) => writeln!(s, "  a run's ruleset here: FAILED ({e})"),
+        (None, None) => Ok(()),
+    };
     let u = &d.user_namespaces;
     let _ = writeln!(
         s,
@@ -238,10 +393,7 @@ fn human(d: &Doctor) -> String {
         if u.works {
             "work (trial clone with CLONE_NEWUSER succeeded)".to_string()
         } else {
-            format!(
-                "FAIL (trial clone with CLONE_NEWUSER: {})",
-                u.error.as_deref().unwrap_or("?")
-            )
+            format!("FAIL ({})", u.error.as_deref().unwrap_or("?"))
         }
     );
     let _ = writeln!(
@@ -262,42 +414,100 @@ fn human(d: &Doctor) -> String {
         },
         opt(&d.seccomp.inherited_filters)
     );
-    let _ = writeln!(
-        s,
-        "cgroup v2       {}",
-        match (&d.cgroup.path, d.cgroup.v2) {
-            (Some(p), true) => format!(
-                "{} ({}; controllers: {})",
-                p.display(),
-                if d.cgroup.writable {
-                    "writable: delegated"
+    cgroup_lines(s, &d.cgroup);
+}
+
+fn cgroup_lines(s: &mut String, c: &Cgroups) {
+    use std::fmt::Write as _;
+    let kind = match c.layout {
+        LayoutKind::V2 => "v2",
+        LayoutKind::Hybrid => "hybrid (v1 controllers beside v2)",
+        LayoutKind::V1 => "v1",
+        LayoutKind::None => "none mounted",
+    };
+    let _ = writeln!(s, "cgroups         {kind}");
+    for h in &c.hierarchies {
+        let v = match h.version {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        };
+        let where_ = match &h.cgroup {
+            Ok(dir) => format!(
+                "{} ({})",
+                dir.display(),
+                if h.writable {
+                    "writable"
                 } else {
-                    "not writable: not delegated"
-                },
-                if d.cgroup.controllers.is_empty() {
-                    "none".into()
-                } else {
-                    d.cgroup.controllers.join(" ")
+                    "not writable"
                 }
             ),
-            _ => "not mounted (cgroup v1 or none)".into(),
-        }
-    );
+            Err(why) => format!("UNUSABLE: {why}"),
+        };
+        let _ = writeln!(
+            s,
+            "  {v} {:<18} {where_}",
+            if h.controllers.is_empty() {
+                "(no controllers)".to_string()
+            } else {
+                h.controllers.join(",")
+            }
+        );
+    }
+    for l in &c.limits {
+        let held = match (&l.mechanism, &l.gap) {
+            (Some(m), None) => m.clone(),
+            (Some(m), Some(g)) => format!("{m}, but {}", g.reason),
+            (None, Some(g)) => format!("NOT AVAILABLE: {}", g.reason),
+            (None, None) => "NOT AVAILABLE".into(),
+        };
+        let rlimit = if l.resource == crate::policy::Resource::Processes && c.processes_by_rlimit {
+            "; namespaces tier: also RLIMIT_NPROC in the sandbox's user namespace"
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "  --{:<10} {held}{rlimit}", l.resource.name());
+    }
+    let swap = match &c.swap {
+        Swap::Capped => "capped at zero with a memory limit".to_string(),
+        Swap::NoSwap => "not capped, but no swap is active".to_string(),
+        Swap::NotCapped(why) => format!("NOT CAPPED with a memory limit: {why}"),
+        Swap::NotApplicable => "no memory limit available".to_string(),
+    };
+    let _ = writeln!(s, "  swap         {swap}");
+}
+
+/// The profile, the tier a run would use, and each tier's enforcement table.
+fn plan_lines(s: &mut String, d: &Doctor) {
+    use std::fmt::Write as _;
     let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "git safe.bareRepository: {}",
+        d.git_safe_bare_repository
+            .as_deref()
+            .unwrap_or("unset (all)")
+    );
     let _ = writeln!(
         s,
         "profile {} ({}), tier = {}",
         d.profile,
         d.profile_source,
-        match d.tier_choice {
-            TierChoice::Full => "full",
-            TierChoice::Auto => "auto",
-            TierChoice::Container => "container",
-        }
+        d.tier_choice.name()
     );
+    let _ = match &d.managed_floor {
+        Some(f) => writeln!(
+            s,
+            "managed floor {f} is in force: it was applied to this profile (see 'shellcage policy show')"
+        ),
+        None => writeln!(
+            s,
+            "managed floor: none ({} does not exist)",
+            crate::profile::managed::DEFAULT_PATH
+        ),
+    };
     match (&d.run_uses, &d.run_refusal) {
         (Some(t), _) => {
-            let _ = writeln!(s, "a run here uses the {} tier", tier_name(*t));
+            let _ = writeln!(s, "a run here uses the {} tier", t.name());
         }
         (None, Some(r)) => {
             let _ = writeln!(s, "a run here is REFUSED (exit 125): {r}");
@@ -309,7 +519,7 @@ fn human(d: &Doctor) -> String {
         let _ = writeln!(
             s,
             "{} tier{}:",
-            tier_name(t.tier),
+            t.tier.name(),
             if t.available {
                 ""
             } else {
@@ -320,14 +530,10 @@ fn human(d: &Doctor) -> String {
             let _ = writeln!(s, "  refused: {r}");
         }
         for e in t.enforcement.iter().flatten() {
-            let name = serde_json::to_value(e.guarantee)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             let _ = writeln!(
                 s,
                 "  {:<22} {:<13} {}",
-                name,
+                e.guarantee.id(),
                 status_word(e.status),
                 e.mechanisms.join("; ")
             );
@@ -336,19 +542,43 @@ fn human(d: &Doctor) -> String {
             }
         }
     }
-    if !d.hints.is_empty() {
-        let _ = writeln!(s);
-        let _ = writeln!(s, "how to fix:");
-        for h in &d.hints {
-            let _ = writeln!(s, "  - {h}");
-        }
-    }
-    s
 }
 
-fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Namespaces => "namespaces",
-        Tier::Container => "container",
+/// Apply a ruleset with a run's TCP and scope rights (and no path allowed
+/// back) in a child process, and return what the kernel enforced: the status
+/// a run's command process would report here.
+fn landlock_trial() -> Result<LandlockStatus, String> {
+    let spec = LandlockSpec {
+        deny_tcp: true,
+        tcp_connect: vec![],
+        tcp_bind: vec![],
+        scopes: true,
+        ..LandlockSpec::default()
+    };
+    let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    match sys::fork_process().map_err(|e| e.to_string())? {
+        sys::Forked::Child => {
+            drop(read);
+            let message = match landlock::apply(&spec) {
+                Ok(status) => Message::Landlock(status),
+                Err(e) => Message::Error(e.to_string()),
+            };
+            report::send(write.as_raw_fd(), &message);
+            sys::exit_now(0)
+        }
+        sys::Forked::Parent { child } => {
+            drop(write);
+            let mut decoder = Decoder::default();
+            let mut file = std::fs::File::from(read);
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut file, &mut bytes);
+            let _ = nix::sys::wait::waitpid(child, None);
+            decoder.push(&bytes);
+            match decoder.finish().into_iter().next() {
+                Some(Message::Landlock(status)) => Ok(status),
+                Some(Message::Error(e)) => Err(e),
+                _ => Err("the trial process reported nothing".into()),
+            }
+        }
     }
 }

@@ -19,38 +19,33 @@
 //! directory (`$XDG_RUNTIME_DIR/shellcage`, or `/tmp/shellcage-UID`, mode 0700
 //! and owned by us, checked).
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 
-use crate::cli::{RunOpts, TierArg};
-use crate::launch;
-use crate::plan::{self, Status, Tier};
+use crate::cli::RunOpts;
+use crate::plan::{self, Strength};
 use crate::policy::TierChoice;
 use crate::probe::{self, Features};
+use crate::request::Request;
 
 /// The one line printed before CMD starts.
 pub fn summary(profile: &str, plan: &plan::Plan) -> String {
-    let names = |want: Status| {
+    let names = |want: Strength| {
         plan.enforcement
             .iter()
             .filter(|e| e.status == want)
-            .filter_map(|e| serde_json::to_value(e.guarantee).ok())
-            .filter_map(|v| v.as_str().map(String::from))
+            .map(|e| e.guarantee.id())
             .collect::<Vec<_>>()
     };
-    let tier = match plan.tier {
-        Tier::Namespaces => "namespaces",
-        Tier::Container => "container",
-    };
+    let tier = plan.tier.name();
     let mut line =
         format!("shellcage: agent shell commands run in the {tier} tier (profile {profile})");
     for (label, st) in [
-        ("not enforced", Status::NotEnforced),
-        ("partial", Status::Partial),
-        ("waived", Status::Waived),
+        ("not enforced", Strength::NotEnforced),
+        ("partial", Strength::Partial),
+        ("waived", Strength::Waived),
     ] {
         let n = names(st);
         if !n.is_empty() {
@@ -79,22 +74,12 @@ pub fn shell_link(exe: &Path) -> anyhow::Result<PathBuf> {
     {
         return Ok(beside);
     }
-    let uid = nix::unistd::getuid().as_raw();
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-        .map(|p| p.join("shellcage"))
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("shellcage-{uid}")));
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&runtime);
-    let meta = std::fs::symlink_metadata(&runtime)
-        .with_context(|| format!("cannot create {}", runtime.display()))?;
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        bail!(
-            "{}: not a private directory of uid {uid} (hint: remove it, or install a shellcage-sh symlink next to {})",
-            runtime.display(),
+    let runtime = crate::notice::runtime_dir().map_err(|e| {
+        anyhow!(
+            "{e} (hint: remove it, or install a shellcage-sh symlink next to {})",
             exe.display()
-        );
-    }
+        )
+    })?;
     let link = runtime.join("shellcage-sh");
     if points_to(&link, exe) {
         return Ok(link);
@@ -110,46 +95,41 @@ pub fn shell_link(exe: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(
     profile: Option<String>,
     workspace: Option<PathBuf>,
-    tier: TierArg,
+    tier: TierChoice,
     command: &[String],
 ) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir()?;
     let opts = RunOpts {
-        profile: profile.clone(),
+        profile,
         workspace,
         tier: Some(tier),
         ..RunOpts::default()
     };
-    let policy = launch::build_policy(&opts, &cwd)?;
-    let features = Features::detect();
-    let userns_ok = policy.tier != TierChoice::Container && probe::userns_trial().is_ok();
-    let plan = plan::plan(&policy, &features, userns_ok)?;
+    let req = Request::new(&opts, &cwd)?;
+    let policy = &req.policy;
+    let mut features = Features::detect();
+    if policy.tier != TierChoice::Container {
+        features = features.with_trial(probe::userns_trial());
+        let euid = nix::unistd::geteuid().as_raw();
+        if let Some(u) = probe::userns_restricted(std::path::Path::new("/"), euid) {
+            features.userns = u;
+        }
+    }
+    features.cgroup_limits = crate::sandbox::cgroup::plan_for(&policy.limits).support();
+    let plan = plan::plan(policy, &features)?;
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find the shellcage binary")?;
     let sh = shell_link(&exe)?;
-    let profile_arg = profile
-        .or_else(|| {
-            std::env::var("SHELLCAGE_PROFILE")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-        .unwrap_or_else(|| "dev".into());
-    eprintln!("{}", summary(&policy.profile, &plan));
+    crate::say!("{}", summary(&policy.profile, &plan));
     let err = std::process::Command::new(&command[0])
         .args(&command[1..])
         .env("SHELL", &sh)
-        .env("SHELLCAGE_PROFILE", &profile_arg)
+        .env("SHELLCAGE_PROFILE", &req.profile_arg)
         .env("SHELLCAGE_WORKSPACE", &policy.workspace)
-        .env(
-            "SHELLCAGE_TIER",
-            match plan.tier {
-                Tier::Namespaces => "full",
-                Tier::Container => "container",
-            },
-        )
+        .env("SHELLCAGE_TIER", plan.tier.choice().name())
         .exec();
-    eprintln!(
+    crate::say!(
         "shellcage: entrypoint: cannot execute {}: {err}",
         command[0]
     );

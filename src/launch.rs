@@ -1,57 +1,51 @@
-//! One run, end to end: options → Policy → Plan → Launch → spawn → supervise
-//! → cleanup → report. Each step is a plain function of the previous value.
+//! One run, validate then act: a validated [`Request`] → [`Plan`] (pure) →
+//! [`SandboxSpec`] (described on the host) → spawn → supervise → cleanup →
+//! messages, JSON report and audit record.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::Serialize;
 
-use crate::cli::{NetArg, RunOpts, TierArg};
+use crate::audit::{AuditError, AuditLog, Record};
+use crate::net::summary::SummaryReport;
+use crate::notice;
+use crate::overlay::hold::{self, Held, HoldError};
+use crate::overlay::{LayerProfile, Store};
 use crate::plan::{self, Plan, Tier};
-use crate::policy::{Access, NetMode, PathRule, Policy, TierChoice};
-use crate::probe::Features;
-use crate::profile::{self, LoadContext};
-use crate::sandbox::contained::{self, Allowlist, RunDir};
-use crate::sandbox::env::{self, EnvOutcome, Fixed};
-use crate::sandbox::landlock::LandlockSpec;
-use crate::sandbox::mount::{self, DEV_NODES, EnvScan, MountPlan};
-use crate::sandbox::seccomp::{self, SeccompSpec};
-use crate::sandbox::spawn::{self, SpawnError};
-use crate::sandbox::{Launch, init};
-use crate::supervise::{self, Outcome};
+use crate::policy::{HideRule, NetMode, Policy, TierChoice};
+use crate::probe::{Features, Gap, KernelVersion, Userns};
+use crate::request::{self, Request, RequestError};
+use crate::sandbox::cgroup::{self, CgroupPlan};
+use crate::sandbox::configs::Configs;
+use crate::sandbox::env::EnvOutcome;
+use crate::sandbox::home::{self, HomeUse};
+use crate::sandbox::landlock::LandlockStatus;
+use crate::sandbox::mount::{EnvScan, LayerDirs};
+use crate::sandbox::proxy::{self, ProxyConfig, ProxyError, ProxyOutcome, ProxyProcess};
+use crate::sandbox::spawn::{self, SpawnError, Spawned};
+use crate::sandbox::spec::LimitsOutcome;
+use crate::sandbox::{self, DescribeError, SandboxSpec};
+use crate::supervise::{self, Outcome, SignalGuard, Status};
 
 /// Errors before anything runs: all exit 125.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(transparent)]
-    Profile(#[from] profile::ProfileError),
+    Request(#[from] RequestError),
     #[error(transparent)]
     Refused(#[from] plan::Refusal),
     #[error(transparent)]
-    Mount(#[from] mount::MountError),
-    #[error(transparent)]
-    Seccomp(#[from] seccomp::SeccompError),
+    Describe(#[from] DescribeError),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Sys(#[from] crate::sys::SysError),
     #[error(transparent)]
-    Contained(#[from] contained::ContainedError),
-    #[error("{0}")]
-    Audit(#[from] crate::audit::AuditError),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// What the caller asked for.
-pub struct Request {
-    pub opts: RunOpts,
-    pub argv: Vec<String>,
-    /// An interactive shell on a terminal (`shellcage sh` without `-c`).
-    pub interactive: bool,
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Layer(#[from] HoldError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
 /// The JSON report (`--report json`).
@@ -63,544 +57,530 @@ pub struct Report<'a> {
     pub profile_hash: String,
     pub tier: Tier,
     pub workspace: &'a Path,
+    /// The overlay layer the workspace's writes went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<&'a str>,
     pub argv: &'a [String],
     pub network: NetMode,
     pub enforcement: &'a [plan::Enforcement],
+    /// What Landlock enforced, as the sandbox reported it (absent when the
+    /// command did not get that far).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<&'a LandlockStatus>,
     pub environment: &'a EnvOutcome,
     pub env_files: Option<&'a EnvScan>,
+    /// Tool config files and what the sandbox shows of each (a sanitised
+    /// copy, the file as it is, or nothing).
+    pub configs: &'a Configs,
+    /// What of the sandbox home was kept (`home = "persistent"`).
+    pub home: &'a HomeUse,
+    /// Network mode `proxy`: what the proxy allowed and refused, per destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<&'a SummaryReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<&'a str>,
+    /// The run's cgroups: each limit and what held it, and what they saw
+    /// (absent when the run had none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<&'a LimitsOutcome>,
     pub outcome: &'a Outcome,
 }
 
-/// The caller's home directory ($HOME, else the password database).
-pub fn home_dir() -> Result<PathBuf, LaunchError> {
-    if let Some(h) = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|h| h.is_absolute())
-    {
-        return Ok(h);
-    }
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .ok_or_else(|| {
-            LaunchError::Invalid("cannot find the home directory (hint: set HOME)".into())
-        })
-}
-
-/// The workspace: the flag, else $SHELLCAGE_WORKSPACE, else the top of the git
-/// work tree holding `cwd`, else `cwd`.
-pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, LaunchError> {
-    let (given, what) = match flag {
-        Some(p) => (Some(p.to_path_buf()), "--workspace"),
-        None => (
-            std::env::var_os("SHELLCAGE_WORKSPACE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            "SHELLCAGE_WORKSPACE",
-        ),
-    };
-    let chosen = match given {
-        Some(p) => {
-            let canon = std::fs::canonicalize(&p).map_err(|e| {
-                LaunchError::Invalid(format!(
-                    "{what} {}: {}",
-                    p.display(),
-                    e.to_string().to_lowercase()
-                ))
-            })?;
-            if !canon.is_dir() {
-                return Err(LaunchError::Invalid(format!(
-                    "{what} {}: not a directory",
-                    p.display()
-                )));
-            }
-            canon
-        }
-        None => cwd
-            .ancestors()
-            .find(|d| d.join(".git").exists())
-            .unwrap_or(cwd)
-            .to_path_buf(),
-    };
-    Ok(chosen)
-}
-
-/// `full`, `auto` or `container`.
-pub fn parse_tier(v: &str) -> Option<TierChoice> {
-    match v {
-        "full" => Some(TierChoice::Full),
-        "auto" => Some(TierChoice::Auto),
-        "container" => Some(TierChoice::Container),
-        _ => None,
-    }
-}
-
-fn absolute(p: &Path, cwd: &Path, flag: &str) -> Result<PathBuf, LaunchError> {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        cwd.join(p)
-    };
-    std::fs::canonicalize(&joined).map_err(|e| {
-        LaunchError::Invalid(format!(
-            "{flag} {}: {}",
-            p.display(),
-            e.to_string().to_lowercase()
-        ))
-    })
-}
-
-/// Load the profile and apply the command-line additions.
-pub fn build_policy(opts: &RunOpts, cwd: &Path) -> Result<Policy, LaunchError> {
-    let home = home_dir()?;
-    let workspace = resolve_workspace(opts.workspace.as_deref(), cwd)?;
-    let name = opts
-        .profile
-        .clone()
-        .or_else(|| {
-            std::env::var("SHELLCAGE_PROFILE")
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-        .unwrap_or_else(|| "dev".into());
-    let ctx = LoadContext {
-        user_dir: Some(home.join(".config/shellcage/profiles")),
-        home,
-        workspace,
-    };
-    let mut policy = profile::load(&name, &ctx)?;
-    // A workspace inside a hidden path (an agent that `cd`s into ~/.ssh and
-    // gets its workspace from the directory) would make the secret writable.
-    if let Some(h) = policy
-        .hide
-        .iter()
-        .find(|h| crate::policy::pattern_covers(&h.pattern, &policy.workspace))
-    {
-        return Err(LaunchError::Invalid(format!(
-            "workspace {} is hidden by the profile ({}) (hint: run from the project directory or pass --workspace)",
-            policy.workspace.display(),
-            h.pattern.display()
-        )));
-    }
-    for (list, access, flag) in [
-        (&opts.read, Access::Read, "--read"),
-        (&opts.write, Access::Write, "--write"),
-    ] {
-        for p in list {
-            let path = absolute(p, cwd, flag)?;
-            if let Some(h) = policy
-                .hide
-                .iter()
-                .find(|h| crate::policy::pattern_covers(&h.pattern, &path))
-            {
-                return Err(LaunchError::Invalid(format!(
-                    "{flag} {}: hidden by the profile ({})",
-                    p.display(),
-                    h.pattern.display()
-                )));
-            }
-            policy.paths.push(PathRule {
-                path,
-                access,
-                optional: false,
-            });
-        }
-    }
-    if let Some(net) = opts.net {
-        policy.network = match net {
-            NetArg::None => NetMode::None,
-            NetArg::Loopback => NetMode::Loopback,
-            NetArg::Host => NetMode::Host,
-        };
-    }
-    policy.tier = match opts.tier {
-        Some(TierArg::Full) => TierChoice::Full,
-        Some(TierArg::Auto) => TierChoice::Auto,
-        Some(TierArg::Container) => TierChoice::Container,
-        None => match std::env::var("SHELLCAGE_TIER").ok().as_deref() {
-            None | Some("") => policy.tier,
-            Some(v) => parse_tier(v).ok_or_else(|| {
-                LaunchError::Invalid(format!(
-                    "SHELLCAGE_TIER={v}: unknown tier (expected full, auto or container)"
-                ))
-            })?,
-        },
-    };
-    for spec in &opts.env {
-        let (name, value) = match spec.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (spec.as_str(), None),
-        };
-        if name.is_empty()
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            || name.as_bytes()[0].is_ascii_digit()
-        {
-            return Err(LaunchError::Invalid(format!(
-                "--env {spec}: invalid variable name '{name}'"
-            )));
-        }
-        policy.env.explicit.push((name.to_string(), value));
-    }
-    if let Some(t) = &opts.timeout {
-        let d = profile::parse_duration(t)
-            .map_err(|e| LaunchError::Invalid(format!("--timeout {t}: {e}")))?;
-        policy.limits.timeout = Some(d);
-    }
-    if opts.report.is_some() || opts.report_file.is_some() {
-        policy.report = true;
-    }
-    if let Some(file) = &opts.audit {
-        policy.audit = Some(cwd.join(file));
-    }
-    Ok(policy)
-}
-
-fn landlock_spec(
-    policy: &Policy,
-    plan: &Plan,
-    mounts: Option<&MountPlan>,
-    allow: Option<&Allowlist>,
-) -> LandlockSpec {
-    let (list, read, write) = match (mounts, allow) {
-        // In the namespaces tier `/` is our own tmpfs holding only what is visible.
-        (Some(m), _) => (
-            vec![PathBuf::from("/")],
-            m.visible.read.clone(),
-            m.visible.write.clone(),
-        ),
-        (None, Some(a)) => (a.list.clone(), a.read.clone(), a.write.clone()),
-        (None, None) => (vec![], vec![], vec![]),
-    };
-    let mut dev_rw: Vec<PathBuf> = DEV_NODES
-        .iter()
-        .map(|n| Path::new("/dev").join(n))
-        .collect();
-    dev_rw.push(PathBuf::from("/dev/pts"));
-    LandlockSpec {
-        list,
-        read,
-        write,
-        dev_rw,
-        proc_path: Some(PathBuf::from("/proc")),
-        deny_tcp: plan.landlock_tcp,
-        scopes: plan.landlock_scopes,
-        required: plan.landlock_abi > 0
-            && (policy.landlock == crate::policy::Requirement::Required
-                || plan.tier == Tier::Container),
-    }
-}
-
-/// Where the command starts: the caller's directory when the sandbox shows it.
-fn sandbox_cwd(policy: &Policy, cwd: &Path) -> PathBuf {
-    let visible = cwd.starts_with(&policy.workspace)
-        || policy
-            .paths
-            .iter()
-            .any(|r| cwd.starts_with(&r.path) && r.path.exists());
-    if visible {
-        cwd.to_path_buf()
-    } else {
-        policy.workspace.clone()
-    }
-}
-
-fn user_name() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
-}
-
-fn prepare(
-    policy: &Policy,
-    plan: Plan,
-    req: &Request,
-    cwd: &Path,
-) -> Result<(Launch, EnvOutcome), LaunchError> {
-    let mounts = match plan.tier {
-        Tier::Namespaces => Some(mount::describe(policy)?),
-        Tier::Container => None,
-    };
-    let run_cwd = match plan.tier {
-        Tier::Namespaces => sandbox_cwd(policy, cwd),
-        Tier::Container => cwd.to_path_buf(),
-    };
-    let argv = req
-        .argv
-        .iter()
-        .map(|a| {
-            CString::new(a.as_bytes())
-                .map_err(|_| LaunchError::Invalid(format!("argument contains a NUL byte: {a:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let seccomp = seccomp::build(&SeccompSpec {
-        allow_inet: plan.seccomp_allow_inet,
-    })?;
-    // Container tier: a fresh $HOME and $TMPDIR per run (no private tmpfs
-    // without a mount namespace), and the Landlock allowlist that replaces the
-    // mount namespace's view.
-    let (run_dir, allow) = match plan.tier {
-        Tier::Namespaces => (None, None),
-        Tier::Container => {
-            let run = RunDir::create(policy)?;
-            match contained::allowlist(policy, &run.root) {
-                Ok(a) => (Some(run), Some(a)),
-                Err(e) => {
-                    run.remove();
-                    return Err(e.into());
-                }
-            }
-        }
-    };
-    let user = user_name();
-    let shell = policy.shell_path().map(Path::to_path_buf);
-    let mut env = env::build(
-        &policy.env,
-        std::env::vars_os(),
-        &Fixed {
-            home: run_dir.as_ref().map_or(&policy.home, |r| &r.home),
-            user: &user,
-            pwd: &run_cwd,
-            profile: &policy.profile,
-            shell: shell.as_deref(),
-        },
-    );
-    if let Some(run) = &run_dir {
-        env.vars
-            .insert("TMPDIR".into(), run.tmp.display().to_string());
-    }
-    let landlock = landlock_spec(policy, &plan, mounts.as_ref(), allow.as_ref());
-    let launch = Launch {
-        mounts,
-        argv,
-        envp: env.to_cstrings(),
-        path: env.vars.get("PATH").cloned().unwrap_or_default(),
-        cwd: run_cwd,
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
-        hostname: "shellcage",
-        seccomp,
-        landlock,
-        limits: policy.limits.clone(),
-        interactive: req.interactive,
-        timing: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
-        plan,
-        run_dir,
-    };
-    Ok((launch, env))
-}
-
-/// Signals the supervisor handles itself (forwarded into the sandbox).
-fn supervised_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in init::FORWARDED {
-        set.add(s);
-    }
-    set
+/// A sandbox that was started, and what the report says about how.
+struct Started {
+    spec: SandboxSpec,
+    env: EnvOutcome,
+    /// Why the container tier is used instead of the namespaces tier.
+    fallback: Option<String>,
+    spawned: Spawned,
+    /// The proxy process (network mode `proxy`, `--publish`).
+    proxy: Option<ProxyProcess>,
 }
 
 /// Run the request; returns shellcage's exit code. Errors mean nothing ran.
-pub fn run(req: Request) -> Result<i32, LaunchError> {
-    let start = Instant::now();
-    let cwd = std::env::current_dir()
-        .map_err(|e| LaunchError::Invalid(format!("cannot read the current directory: {e}")))?;
-    let mut policy = build_policy(&req.opts, &cwd)?;
-    tracing::debug!(target: "shellcage::timing", "policy built {}", start.elapsed().as_micros());
-    if req.argv.is_empty() {
-        return Err(LaunchError::Invalid("no command given".into()));
+pub fn run(mut req: Request) -> Result<i32, LaunchError> {
+    let start = req.started;
+    // The one floor rule that needs the sandbox's secret-name test (the rest
+    // were applied in Request::new).
+    if let Some((floor, _)) = &req.floor {
+        floor
+            .check_env_secrets(&req.policy, crate::sandbox::env::is_secret_name)
+            .map_err(RequestError::from)?;
     }
+    tracing::debug!(target: "shellcage::timing", "policy built {}", start.elapsed().as_micros());
     // Opened (created) before the run, so it exists to be masked in the sandbox.
-    let audit = match &policy.audit {
-        Some(path) => Some(crate::audit::AuditLog::open(path)?),
+    let audit = match &req.policy.audit {
+        Some(path) => Some(AuditLog::open(path)?),
         None => None,
     };
     if let Some(log) = &audit {
-        policy.hide.push(crate::policy::HideRule {
+        req.policy.hide.push(HideRule {
             pattern: log.path().to_path_buf(),
         });
     }
-    let features = Features::for_launch();
-    let plan = plan::plan(&policy, &features, policy.tier != TierChoice::Container)?;
-    audit_hidden(&policy, &plan, audit.as_ref())?;
-
-    // Block the supervised signals before the clone: the init inherits the
-    // mask (it waits for them synchronously) and we read them from a signalfd.
-    let set = supervised_signals();
-    let mut block = set;
-    block.add(Signal::SIGTTOU);
-    block.add(Signal::SIGTTIN);
-    let mut old_mask = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old_mask))
-        .map_err(|e| crate::sys::SysError::new("sigprocmask", "supervisor", e))?;
-    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| crate::sys::SysError::new("signalfd", "supervisor", e))?;
-
-    let (mut launch, mut env_out) = prepare(&policy, plan, &req, &cwd)?;
-    tracing::debug!(target: "shellcage::timing", "launch prepared {}", start.elapsed().as_micros());
-    let mut fallback = None;
-    let spawned = match spawn::spawn(&launch) {
-        Ok(s) => s,
-        Err(SpawnError::Namespaces(err)) if policy.tier == TierChoice::Auto => {
-            cleanup(&launch);
-            let plan = plan::plan(&policy, &features, false)?;
-            audit_hidden(&policy, &plan, audit.as_ref())?;
-            let msg = format!(
-                "user namespaces unavailable ({err}); running in the container tier (Landlock + seccomp; not enforced: protected paths, private /tmp, pid isolation; see 'shellcage doctor')"
-            );
-            say(format_args!("shellcage: {msg}"));
-            fallback = Some(msg);
-            (launch, env_out) = prepare(&policy, plan, &req, &cwd)?;
-            spawn::spawn(&launch).inspect_err(|_| cleanup(&launch))?
+    let mut features = Features::for_launch();
+    if req.policy.workspace_layer.is_some() {
+        features.kernel = Some(KernelVersion::running());
+    }
+    if req.policy.tier != TierChoice::Container {
+        // Ubuntu's AppArmor restriction is known before any clone (where it
+        // applies the clone may even succeed, and only the sandbox's first
+        // mount fail): the full tier refuses with the fix, auto falls back.
+        if let Some(u) = crate::probe::userns_restricted(
+            std::path::Path::new("/"),
+            nix::unistd::geteuid().as_raw(),
+        ) {
+            features.userns = u;
         }
-        Err(SpawnError::Namespaces(err)) => {
-            cleanup(&launch);
-            return Err(LaunchError::Refused(plan::Refusal {
-                guarantee: plan::Guarantee::FilesystemView.name(),
-                missing: format!(
-                    "cannot create user namespace: {}{}",
-                    err.errno.desc().to_lowercase(),
-                    if err.errno == nix::errno::Errno::ENOSPC {
-                        " (the user namespace limit of this namespace is 0 or reached)"
-                    } else {
-                        ""
-                    }
-                ),
-                hint: features.userns_hint(),
-            }));
+    }
+    // Limits that need a cgroup: the host's layout is read once, here.
+    let cgroups = cgroup::plan_for(&req.policy.limits);
+    features.cgroup_limits = cgroups.support();
+    let plan = plan::plan(&req.policy, &features)?;
+    if let Some(log) = &audit {
+        log.refuse_if_reachable(&req.policy, plan.tier)?;
+    }
+    // Held (locked) for the sandbox's whole life; released when dropped.
+    let layer = match hold_layer(&mut req) {
+        Ok(l) => l,
+        Err(LaunchError::Layer(e @ HoldError::Timeout(..))) => {
+            crate::say!("shellcage: {e}");
+            return Ok(124);
         }
-        Err(e) => {
-            cleanup(&launch);
-            return Err(e.into());
-        }
+        Err(e) => return Err(e),
     };
+    let signals = SignalGuard::block()?;
+    let user = request::user_name();
+    let mut started = start_sandbox(
+        &req,
+        plan,
+        &mut features,
+        &cgroups,
+        audit.as_ref(),
+        &user,
+        layer.as_ref(),
+    )?;
+    if let Some(why) = &started.spec.home_unavailable {
+        home_notice(&req.policy, why);
+    }
     let outcome = supervise::supervise(
-        spawned.child,
-        spawned.report,
+        started.spawned.child,
+        started.spawned.report,
         &signals,
-        policy.limits.timeout,
+        req.policy.limits.timeout,
         start,
-        launch.plan.tier == Tier::Container,
+        started.spec.plan.tier == Tier::Container,
     );
     tracing::debug!(target: "shellcage::timing", "sandbox exited {}", start.elapsed().as_micros());
-    cleanup(&launch);
+    let limits = started.spec.end_limits();
+    let network = started.proxy.map(ProxyProcess::finish);
+    tracing::debug!(target: "shellcage::timing", "proxy finished {}", start.elapsed().as_micros());
+    started.spec.cleanup();
+    let home_use = match started.spec.home.take() {
+        Some(kept) => home::after_run(kept),
+        None => HomeUse::fresh(
+            req.policy.home_mode,
+            started.spec.home_unavailable.as_deref(),
+        ),
+    };
     tracing::debug!(target: "shellcage::timing", "cleaned up {}", start.elapsed().as_micros());
     if req.interactive {
         let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
     }
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-
-    for e in &outcome.errors {
-        say(format_args!("shellcage: {e}"));
+    drop(signals);
+    if let Some(why) = network.as_ref().and_then(|n| proxy_failure(n, &outcome)) {
+        crate::say!("shellcage: {why}");
     }
-    if outcome.status == supervise::Status::TimedOut {
-        let t = policy.limits.timeout.unwrap_or_default();
-        say(format_args!(
-            "shellcage: timeout after {:?}: the sandbox was killed",
-            t
-        ));
-    }
-    if let supervise::Status::Signaled(31) = outcome.status {
-        say(format_args!(
-            "shellcage: the command was killed by SIGSYS: seccomp refused a system call from a foreign ABI"
-        ));
-    }
-    if policy.report {
+    tell(&req.policy, &outcome, limits.as_ref());
+    let egress = network.as_ref().and_then(|n| tell_network(n, &outcome));
+    let (spec, env) = (&started.spec, &started.env);
+    if req.policy.report {
         let report = Report {
             shellcage: env!("CARGO_PKG_VERSION"),
-            profile: &policy.profile,
-            profile_source: &policy.source,
-            profile_hash: policy.profile_chain.hash(),
-            tier: launch.plan.tier,
-            workspace: &policy.workspace,
+            profile: &req.policy.profile,
+            profile_source: &req.policy.source,
+            profile_hash: req.policy.profile_chain.hash(),
+            tier: spec.plan.tier,
+            workspace: &req.policy.workspace,
+            layer: req.policy.workspace_layer.as_deref(),
             argv: &req.argv,
-            network: policy.network,
-            enforcement: &launch.plan.enforcement,
-            environment: &env_out,
-            env_files: launch.mounts.as_ref().map(|m| &m.env_scan),
-            fallback: fallback.as_deref(),
+            network: req.policy.network,
+            enforcement: &spec.plan.enforcement,
+            landlock: outcome.landlock.as_ref(),
+            environment: env,
+            env_files: spec.mounts.as_ref().map(|m| &m.env_scan),
+            configs: &spec.configs,
+            home: &home_use,
+            egress,
+            fallback: started.fallback.as_deref(),
+            limits: limits.as_ref(),
             outcome: &outcome,
         };
-        write_report(&report, req.opts.report_file.as_deref());
+        write_report(&report, req.report_file.as_deref());
     }
     if let Some(log) = audit {
-        let record = crate::audit::Record {
-            time: crate::audit::now_rfc3339(),
-            user: user_name(),
-            uid: nix::unistd::getuid().as_raw(),
-            workspace: policy.workspace.clone(),
-            argv: req.argv.clone(),
-            profile: policy.profile.clone(),
-            profile_hash: policy.profile_chain.hash(),
-            tier: serde_json::to_value(launch.plan.tier).unwrap_or_default(),
-            enforcement: serde_json::to_value(&launch.plan.enforcement).unwrap_or_default(),
-            status: serde_json::to_value(&outcome.status).unwrap_or_default(),
-            exit_code: outcome.exit_code,
-            duration_ms: outcome.duration_ms,
-            timeout: outcome.status == supervise::Status::TimedOut,
-            prev: String::new(),
-        };
+        let mut record = Record::of_run(&req.policy, &spec.plan, &req.argv, &outcome, &user);
+        record.network = egress.cloned();
         if let Err(e) = log.append(record) {
-            eprintln!("shellcage: {e}");
+            crate::say!("shellcage: {e}");
         }
     }
+    drop(layer);
     Ok(outcome.exit_code)
 }
 
-/// Refuse an audit log the sandbox could reach: in any tier one inside a
-/// writable tree (it could be moved or replaced around its mask), and in the
-/// container tier (which cannot mask single files) one inside any visible tree.
-fn audit_hidden(
-    policy: &Policy,
-    plan: &Plan,
-    audit: Option<&crate::audit::AuditLog>,
-) -> Result<(), LaunchError> {
-    let Some(log) = audit else { return Ok(()) };
-    let path = log.path();
-    // In any tier, a log in a tree the command can write could be renamed,
-    // replaced or redirected around its mask between runs: refuse it.
-    let writable = (policy.workspace_access == Access::Write
-        && path.starts_with(&policy.workspace))
-        || policy
-            .paths
-            .iter()
-            .any(|r| r.access == Access::Write && path.starts_with(&r.path));
-    if writable {
-        return Err(LaunchError::Invalid(format!(
-            "audit log {} lies inside a tree the sandbox can write (hint: keep the audit log outside the workspace and the --write paths)",
-            path.display()
-        )));
-    }
-    if plan.tier != Tier::Container {
-        return Ok(()); // masked by the mount plan (policy.hide)
-    }
-    let visible = path.starts_with(&policy.workspace)
-        || path.starts_with("/tmp")
-        || path.starts_with("/dev")
-        || policy.paths.iter().any(|r| path.starts_with(&r.path));
-    if visible {
-        return Err(LaunchError::Invalid(format!(
-            "audit log {} lies inside a tree the sandbox can see, and the container tier cannot hide single files (hint: put the audit log outside the workspace and the profile's paths)",
-            path.display()
-        )));
-    }
-    Ok(())
+/// An overlay workspace: begin (or open) its layer, recording the profile,
+/// and hold it (waiting while another command has it mounted); the layer
+/// store is masked wherever a visible tree would show it.
+pub fn hold_layer(req: &mut Request) -> Result<Option<Held>, LaunchError> {
+    let Some(name) = req.policy.workspace_layer.clone() else {
+        return Ok(None);
+    };
+    let store = Store::from_env(&req.policy.home);
+    // What `apply` loads again: a built-in by name, a file by its full path.
+    let profile = LayerProfile {
+        name: if req.policy.source.starts_with("builtin:") {
+            req.profile_arg.clone()
+        } else {
+            req.policy.source.clone()
+        },
+        source: req.policy.source.clone(),
+    };
+    let deadline = req.policy.limits.timeout.map(|t| (req.started, t));
+    let held = hold::hold(&store, &req.policy.workspace, &name, &profile, deadline)?;
+    req.policy.hide.push(HideRule {
+        pattern: hold::store_root(&store),
+    });
+    Ok(Some(held))
 }
 
-fn cleanup(launch: &Launch) {
-    if let Some(m) = &launch.mounts {
-        mount::cleanup(m);
+/// Describe and spawn the sandbox `plan` asks for. When user namespaces turn
+/// out not to work here, plan again knowing it: the `full` tier refuses, `auto`
+/// falls back to the container tier (and says so).
+fn start_sandbox(
+    req: &Request,
+    plan: Plan,
+    features: &mut Features,
+    cgroups: &CgroupPlan,
+    audit: Option<&AuditLog>,
+    user: &str,
+    layer: Option<&Held>,
+) -> Result<Started, LaunchError> {
+    let dirs = layer.map(|l| &l.dirs);
+    let lock = layer.map(Held::lock_fd);
+    let policy_file = crate::explain::policy_file_json(req);
+    let command = sandbox::Command {
+        argv: &req.argv_c,
+        cwd: &req.cwd,
+        interactive: req.interactive,
+        user,
+        policy_file: Some((
+            Path::new(crate::explain::POLICY_FILE),
+            policy_file.as_bytes(),
+        )),
+    };
+    // User namespaces known not to work before any clone (AppArmor): auto
+    // has planned the container tier, and says so as it would after a clone.
+    let known = match (&features.userns, plan.tier, req.policy.tier) {
+        (Userns::Fails { missing, hint }, Tier::Container, TierChoice::Auto) => {
+            let fix = hint.strip_suffix(crate::probe::OR_AUTO).unwrap_or(hint);
+            let msg = fallback_message(missing, Some(fix));
+            crate::say!("shellcage: {msg}");
+            Some(msg)
+        }
+        _ => None,
+    };
+    let (mut spec, env) = describe_sandbox(req, plan, features, cgroups, &command, dirs)?;
+    spec.layer_lock = lock;
+    tracing::debug!(target: "shellcage::timing", "launch prepared {}", req.started.elapsed().as_micros());
+    let unreadable = spec
+        .mounts
+        .as_ref()
+        .map_or(&[][..], |m| &m.env_scan.unreadable[..]);
+    notices(&req.policy, &env, &spec.configs, unreadable);
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
+    let err = match spawn_with(&mut spec, proxy.is_some()) {
+        Ok(spawned) => {
+            return Ok(Started {
+                spec,
+                env,
+                fallback: known,
+                spawned,
+                proxy,
+            });
+        }
+        Err(SpawnError::Namespaces(err)) => {
+            if let Some(p) = proxy {
+                p.kill();
+            }
+            err
+        }
+        Err(e) => {
+            if let Some(p) = proxy {
+                p.kill();
+            }
+            spec.cleanup();
+            return Err(e.into());
+        }
+    };
+    spec.cleanup();
+    features.userns = Userns::Fails {
+        missing: format!(
+            "cannot create user namespace: {}{}",
+            err.errno.desc().to_lowercase(),
+            if err.errno == nix::errno::Errno::ENOSPC {
+                " (the user namespace limit of this namespace is 0 or reached)"
+            } else {
+                ""
+            }
+        ),
+        hint: features.userns_hint(),
+    };
+    let plan = plan::plan(&req.policy, features)?;
+    if let Some(log) = audit {
+        log.refuse_if_reachable(&req.policy, plan.tier)?;
     }
-    if let Some(run) = &launch.run_dir {
-        run.remove();
+    let msg = fallback_message(&err.to_string(), None);
+    crate::say!("shellcage: {msg}");
+    let (mut spec, env) = describe_sandbox(req, plan, features, cgroups, &command, dirs)?;
+    spec.layer_lock = lock;
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
+    let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| spec.cleanup());
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(p) = proxy {
+                p.kill();
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(Started {
+        spec,
+        env,
+        fallback: Some(msg),
+        spawned,
+        proxy,
+    })
+}
+
+/// The lines before the command starts, each at most once per workspace and
+/// profile (while what it names stays the same): variables a rule would have
+/// passed but that were dropped, config files that stay hidden, directories
+/// the `.env` scan could not read (hidden whole).
+fn notices(policy: &Policy, env: &EnvOutcome, configs: &Configs, unreadable: &[PathBuf]) {
+    // The runtime directory is made only when there is something to say: a
+    // run with no notice leaves nothing on the host.
+    let seen = std::cell::OnceCell::new();
+    let once = |kind: &str, names: &[String]| {
+        seen.get_or_init(|| notice::runtime_dir().ok().map(|d| notice::Seen::new(&d)))
+            .as_ref()
+            .is_none_or(|s| s.first_time(kind, &policy.workspace, &policy.profile, names))
+    };
+    if let Some(line) = notice::env_dropped_line(&env.dropped_secret, &env.dropped_value) {
+        let mut names = env.dropped_secret.clone();
+        names.extend(env.dropped_value.iter().cloned());
+        if once("env", &names) {
+            crate::say!("{line}");
+        }
+    }
+    if !unreadable.is_empty() {
+        let names: Vec<String> = unreadable
+            .iter()
+            .map(|d| {
+                let rel = d.strip_prefix(&policy.workspace).unwrap_or(d);
+                if rel.as_os_str().is_empty() {
+                    "."
+                } else {
+                    rel.to_str().unwrap_or("?")
+                }
+                .to_string()
+            })
+            .collect();
+        if once("env-unreadable", &names) {
+            crate::say!("{}", notice::unreadable_line(&names));
+        }
+    }
+    let hidden = configs.hidden_lines(&policy.home);
+    if !hidden.is_empty() && once("configs", &hidden) {
+        for line in hidden {
+            crate::say!("{line}");
+        }
+    }
+}
+
+/// The persistent home could not be kept (the command runs, with a fresh
+/// home): said once per workspace and profile while the reason stays.
+fn home_notice(policy: &Policy, why: &str) {
+    let first = notice::runtime_dir()
+        .ok()
+        .map(|d| notice::Seen::new(&d))
+        .is_none_or(|s| {
+            s.first_time(
+                "home",
+                &policy.workspace,
+                &policy.profile,
+                &[why.to_string()],
+            )
+        });
+    if first {
+        crate::say!("shellcage: the sandbox home is fresh for this run, nothing is kept: {why}");
+    }
+}
+
+/// The one line `auto` says when it takes the container tier; `fix`: how
+/// to get the namespaces tier, when known.
+fn fallback_message(why: &str, fix: Option<&str>) -> String {
+    let fix = fix
+        .map(|f| format!("; for the namespaces tier: {f}"))
+        .unwrap_or_default();
+    format!(
+        "user namespaces unavailable ({why}); running in the container tier (Landlock + seccomp; not enforced: protected paths, private /tmp, pid isolation; see 'shellcage doctor'){fix}"
+    )
+}
+
+/// [`sandbox::describe`], with the run's cgroups settled: when the kernel
+/// refuses what the host's layout promised (creating a group, or capping
+/// swap), the limits concerned are not enforced, so the run is planned again
+/// knowing it (a required one is then refused; a best-effort one reported).
+fn describe_sandbox(
+    req: &Request,
+    plan: Plan,
+    features: &mut Features,
+    cgroups: &CgroupPlan,
+    command: &sandbox::Command<'_>,
+    layer: Option<&LayerDirs>,
+) -> Result<(SandboxSpec, EnvOutcome), LaunchError> {
+    match sandbox::describe(&req.policy, plan, command, cgroups, layer) {
+        Ok((mut spec, env)) => {
+            let created = spec.cgroup.as_ref().map(|c| c.support());
+            if let Some(found) = created.filter(|f| *f != features.cgroup_limits) {
+                features.cgroup_limits = found;
+                match plan::plan(&req.policy, features) {
+                    Ok(plan) => spec.plan = plan,
+                    Err(refusal) => {
+                        spec.cleanup();
+                        return Err(refusal.into());
+                    }
+                }
+            }
+            Ok((spec, env))
+        }
+        Err(DescribeError::Cgroup(e)) => {
+            tracing::debug!(%e, "the run's cgroups could not be created");
+            for c in &mut features.cgroup_limits {
+                if c.mechanism.take().is_some() {
+                    c.gap = Some(Gap {
+                        reason: e.to_string(),
+                        hint: "see 'shellcage doctor'".into(),
+                    });
+                }
+            }
+            let plan = plan::plan(&req.policy, features)?;
+            Ok(sandbox::describe(
+                &req.policy,
+                plan,
+                command,
+                &CgroupPlan::none(),
+                layer,
+            )?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fork the proxy process when the sandbox has network pieces (proxy mode, `--publish`):
+/// before the sandbox, so it locks itself down while the sandbox is built. The init's end
+/// of its channel goes into the spec.
+fn start_proxy(
+    policy: &Policy,
+    spec: &mut SandboxSpec,
+) -> Result<Option<ProxyProcess>, LaunchError> {
+    let Some(net) = spec.net.as_mut() else {
+        return Ok(None);
+    };
+    let rules = match net.proxy {
+        Some(_) => {
+            let e = &policy.egress;
+            Some(
+                crate::net::rules::RuleSet::new(&e.allow, &e.deny, &e.allow_private)
+                    .map_err(|e| sandbox::DescribeError::Network(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let publish = proxy::bind_published(&policy.publish)?;
+    let (process, init_end) = proxy::start(ProxyConfig {
+        rules,
+        publish,
+        landlock_required: spec.plan.landlock_required,
+    })?;
+    net.channel = Some(init_end);
+    tracing::debug!(pid = process.pid.as_raw(), "network proxy started");
+    Ok(Some(process))
+}
+
+/// Spawn, then close the supervisor's copy of the init's end of the proxy channel (the
+/// proxy then sees the end of the channel when the init is gone).
+fn spawn_with(spec: &mut SandboxSpec, has_proxy: bool) -> Result<Spawned, SpawnError> {
+    let spawned = spawn::spawn(spec);
+    if has_proxy {
+        if let Some(net) = spec.net.as_mut() {
+            net.channel = None;
+        }
+    }
+    spawned
+}
+
+/// Why the proxy could not start, when that is why nothing ran.
+fn proxy_failure<'a>(network: &'a ProxyOutcome, outcome: &Outcome) -> Option<&'a str> {
+    let stopped_by_it = matches!(outcome.status, Status::NotStarted(_))
+        && outcome.errors.iter().any(|e| e.contains("network proxy"));
+    match (&network.summary, &network.error) {
+        (None, Some(why)) if stopped_by_it => Some(why),
+        _ => None,
+    }
+}
+
+/// The proxy's exit line (what was blocked), or why it has no summary when the command
+/// ran; the summary for the report and the audit record.
+fn tell_network<'a>(network: &'a ProxyOutcome, outcome: &Outcome) -> Option<&'a SummaryReport> {
+    match (&network.summary, &network.error) {
+        (Some(summary), _) => {
+            if let Some(line) = summary.exit_line() {
+                crate::say!("{line}");
+            }
+            Some(summary)
+        }
+        (None, Some(why)) if !matches!(outcome.status, Status::NotStarted(_)) => {
+            crate::say!("shellcage: {why}");
+            None
+        }
+        (None, _) => None,
+    }
+}
+
+/// What the user must hear about the run on stderr.
+fn tell(policy: &Policy, outcome: &Outcome, limits: Option<&LimitsOutcome>) {
+    for e in &outcome.errors {
+        crate::say!("shellcage: {e}");
+    }
+    if let Some(l) = limits {
+        for ended in &l.ended {
+            crate::say!("shellcage: {ended}");
+        }
+        if let Some(e) = &l.removal_error {
+            crate::say!("shellcage: {e}");
+        }
+    }
+    if outcome.status == Status::TimedOut {
+        let t = policy.limits.timeout.unwrap_or_default();
+        crate::say!("shellcage: timeout after {:?}: the sandbox was killed", t);
+    }
+    if let Status::Signaled(31) = outcome.status {
+        crate::say!(
+            "shellcage: the command was killed by SIGSYS: seccomp refused a system call from a foreign ABI"
+        );
     }
 }
 
@@ -611,20 +591,9 @@ fn write_report(report: &Report<'_>, file: Option<&Path>) {
     match file {
         Some(path) => {
             if let Err(e) = std::fs::write(path, format!("{json}\n")) {
-                say(format_args!(
-                    "shellcage: cannot write report {}: {e}",
-                    path.display()
-                ));
+                crate::say!("shellcage: cannot write report {}: {e}", path.display());
             }
         }
-        None => say(format_args!("{json}")),
+        None => crate::say!("{json}"),
     }
-}
-
-/// Print one line on stderr, ignoring errors: a closed or broken stderr is
-/// not an error (`eprintln!` panics on EPIPE, which turned the command's
-/// status into 101).
-pub fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

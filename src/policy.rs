@@ -9,16 +9,67 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// How a path is made visible inside the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a path is made visible inside the sandbox (`filesystem.workspace` in a
+/// profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     /// Visible, read-only.
     Read,
     /// Visible, readable and writable.
     Write,
+}
+
+/// How the workspace is made visible (`filesystem.workspace`): read-only,
+/// read-write, or read-write on a copy-on-write layer (`overlay`: writes land
+/// in the layer; the host workspace is unchanged until `shellcage apply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    Read,
+    Write,
+    Overlay,
+}
+
+impl WorkspaceMode {
+    /// What the sandbox may do in the workspace (an overlay is writable inside).
+    pub fn access(self) -> Access {
+        match self {
+            WorkspaceMode::Read => Access::Read,
+            WorkspaceMode::Write | WorkspaceMode::Overlay => Access::Write,
+        }
+    }
+}
+
+/// The layer used when `--layer` does not name one.
+pub const DEFAULT_LAYER: &str = "default";
+
+/// Layer names (`--layer`): up to 64 letters, digits, `-`, `_` and `.`,
+/// starting with a letter or digit (they name a directory of the layer store).
+pub fn is_valid_layer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The rule [`is_valid_layer_name`] checks, for error messages.
+pub const LAYER_NAME_RULE: &str =
+    "use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit";
+
+/// What the sandbox's `$HOME` is (`[filesystem] home` in a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HomeMode {
+    /// A private tmpfs per run, plus the caches and user installs of this
+    /// workspace and profile, kept in shellcage's state directory between runs.
+    Persistent,
+    /// A private tmpfs per run; nothing is kept.
+    Fresh,
 }
 
 /// One host path that appears inside the sandbox at the same location.
@@ -38,34 +89,97 @@ pub struct HideRule {
     pub pattern: PathBuf,
 }
 
-/// How the sandbox reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How the sandbox reaches the network (`[network] mode`, `--net`):
+///
+/// - `None`: a new network namespace with only loopback; TCP bind/connect also
+///   denied by Landlock where the kernel supports it;
+/// - `Loopback`: like `None`, but TCP on the private loopback is allowed (test
+///   servers);
+/// - `Proxy`: like `None`, plus shellcage's allowlist proxy: its listeners are
+///   the only things inside the namespace the command can connect to, and the
+///   proxy (outside, in the host's namespace) reaches the hosts of [`Egress`];
+/// - `Host`: the host's network. Only by explicit choice.
+///
+/// (The variants carry no doc comments: clap would print them in `--help`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum NetMode {
-    /// A new network namespace with only loopback; TCP bind/connect also denied
-    /// by Landlock where the kernel supports it.
     None,
-    /// Like `None`, but TCP on the private loopback is allowed (test servers).
     Loopback,
-    /// The host's network. Only by explicit choice.
+    Proxy,
     Host,
 }
 
-/// Which isolation tier a profile accepts.
+impl NetMode {
+    /// The name as written in profiles and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::None => "none",
+            NetMode::Loopback => "loopback",
+            NetMode::Proxy => "proxy",
+            NetMode::Host => "host",
+        }
+    }
+}
+
+/// What the proxy lets out (`[network] allow`, `deny`, `allow_private`,
+/// `--allow-host`), each entry validated by the proxy's own rule parser and
+/// kept as written (the proxy parses them again when it starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Egress {
+    /// `pkgs.example.org`, `*.example.net`, `git.example.com:22`, `10.1.2.3` …
+    pub allow: Vec<String>,
+    /// Same forms; a deny entry wins over every allow entry.
+    pub deny: Vec<String>,
+    /// CIDR blocks of private or special addresses the proxy may still connect to.
+    pub allow_private: Vec<String>,
+}
+
+/// `--publish [HOST_ADDR:]PORT[:SANDBOX_PORT]`: a server inside the sandbox
+/// reached from the host's loopback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Publish {
+    /// A loopback address of the host (127.0.0.1 by default).
+    pub host: std::net::IpAddr,
+    pub port: u16,
+    /// The port inside the sandbox (default: `port`).
+    pub sandbox_port: u16,
+}
+
+/// Which isolation tier a run accepts (`tier` in a profile, `--tier`,
+/// `SHELLCAGE_TIER`). The variants' doc comments are `--help` text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TierChoice {
-    /// Namespaces are required: refuse to run without them.
+    /// Namespaces required: refuse (exit 125) where user namespaces fail.
     Full,
-    /// Use namespaces; fall back to the container tier (Landlock + seccomp)
-    /// when they are unavailable, and say so.
+    /// Namespaces when possible, else the container tier (said on stderr and in the report).
     Auto,
-    /// Never create namespaces: Landlock + seccomp only.
+    /// Landlock + seccomp only, no namespaces.
     Container,
 }
 
-/// Whether a second-layer mechanism must be present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl TierChoice {
+    /// The name as written in profiles and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TierChoice::Full => "full",
+            TierChoice::Auto => "auto",
+            TierChoice::Container => "container",
+        }
+    }
+
+    /// `full`, `auto` or `container` (the value of `SHELLCAGE_TIER`).
+    pub fn from_name(name: &str) -> Option<TierChoice> {
+        [TierChoice::Full, TierChoice::Auto, TierChoice::Container]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
+/// Whether a mechanism must be present (`[landlock] mode`; cgroup limits): `Required` refuses
+/// the run (exit 125) without it, `BestEffort` runs and reports what was not enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Requirement {
     Required,
@@ -76,14 +190,15 @@ pub enum Requirement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvFileScan {
     pub enabled: bool,
-    /// Directory depth below the workspace root that is scanned (0 = root only).
+    /// Directory depth below the workspace root that is scanned (0 = root
+    /// only); a deeper directory refuses the run.
     pub max_depth: usize,
     /// Directory names never descended into (node_modules, target, .git …).
     pub skip_dirs: Vec<String>,
     /// File names that match `.env.*` but are templates, left visible.
     pub allow_names: Vec<String>,
-    /// Upper bound on directories read; the scan stops (and the report says
-    /// so) when it is reached.
+    /// Upper bound on directories read; more refuses the run (the scan never
+    /// ends early with files left visible).
     pub max_dirs: usize,
 }
 
@@ -94,9 +209,33 @@ pub struct EnvPolicy {
     pub pass: Vec<String>,
     /// Variables set to fixed values.
     pub set: BTreeMap<String, String>,
+    /// Pass the common tools' settings by the built-in rules
+    /// (`sandbox::envrules`), unless their values look like credentials.
+    pub tools: bool,
     /// `--env NAME[=VALUE]` from the command line: passes even secret-looking
     /// names (the report lists them).
     pub explicit: Vec<(String, Option<String>)>,
+}
+
+/// One of the limits a cgroup holds for the whole sandbox (`[limits]
+/// memory`, `processes`, `cpu`; `--memory`, `--processes`, `--cpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    Memory,
+    Processes,
+    Cpu,
+}
+
+impl Resource {
+    /// The profile key and flag name (`memory`, `processes`, `cpu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Memory => "memory",
+            Resource::Processes => "processes",
+            Resource::Cpu => "cpu",
+        }
+    }
 }
 
 /// Resource limits.
@@ -108,12 +247,30 @@ pub struct Limits {
     pub open_files: u64,
     /// RLIMIT_FSIZE in bytes.
     pub file_size: u64,
-    /// RLIMIT_NPROC, when set (counted per user; see README).
+    /// Processes and threads of the sandbox at once: the run's cgroup
+    /// (`pids.max`), and RLIMIT_NPROC in the namespaces tier (counted in the
+    /// sandbox's own user namespace since Linux 5.14).
     pub processes: Option<u64>,
+    /// Memory of the whole sandbox in bytes (the run's cgroup: `memory.max`,
+    /// swap capped at zero where the kernel can).
+    pub memory: Option<u64>,
+    /// CPU time of the whole sandbox, in thousandths of a core (`cpu.max`).
+    pub cpu_millis: Option<u32>,
+    /// `[limits] mode`: whether `processes`, `memory` and `cpu` must be
+    /// enforced (`required`: no usable cgroup refuses the run) or are
+    /// enforced where the host allows and reported (`best-effort`).
+    pub mode: Requirement,
+    /// The limits given on the command line (`--memory`, `--processes`,
+    /// `--cpu`): required whatever `mode` says (an explicit request must not
+    /// fail open).
+    pub from_command_line: Vec<Resource>,
     /// Size cap of the private /tmp tmpfs, in bytes.
     pub tmp_size: u64,
     /// Size cap of the private $HOME tmpfs, in bytes.
     pub home_size: u64,
+    /// Disk space the persistent home may keep between runs, in bytes
+    /// (checked after each run; see `sandbox::home`).
+    pub kept_home_size: u64,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -123,7 +280,8 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
     }
 }
 
-/// The validated sandbox description. Built by `profile::load` and the CLI.
+/// The validated sandbox description. Built by `profile::load_with` from the
+/// profile's layers and the command line's (see `request`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     /// Profile name (`dev`, or the file stem of a user profile).
@@ -137,9 +295,15 @@ pub struct Policy {
     pub tier: TierChoice,
     /// Absolute, canonical workspace directory.
     pub workspace: PathBuf,
+    /// Read-only or read-write inside (`Write` for an overlay workspace).
     pub workspace_access: Access,
+    /// `filesystem.workspace = "overlay"` (or `--overlay`, `--layer`): the
+    /// layer the workspace's writes go to; `None` when they reach the host.
+    pub workspace_layer: Option<String>,
     /// The caller's home directory; a private tmpfs is mounted there.
     pub home: PathBuf,
+    /// Whether caches and user installs last between runs.
+    pub home_mode: HomeMode,
     /// Visible paths other than the workspace, /tmp, $HOME, /dev, /proc.
     pub paths: Vec<PathRule>,
     /// Masked paths (secrets) inside visible trees.
@@ -148,6 +312,10 @@ pub struct Policy {
     pub protect: Vec<PathBuf>,
     pub env_files: EnvFileScan,
     pub network: NetMode,
+    /// What the proxy lets out (used in `proxy` mode only).
+    pub egress: Egress,
+    /// Ports published to the host's loopback (every mode but `host`).
+    pub publish: Vec<Publish>,
     pub landlock: Requirement,
     pub env: EnvPolicy,
     pub limits: Limits,
@@ -196,6 +364,30 @@ impl Serialize for ProfileChain {
 /// `*` matches any run of bytes; every other byte matches itself. Backtracks
 /// to the last `*` only: at worst O(pattern × name), never exponential.
 /// Used for hide patterns, environment names and globs alike.
+/// Is this `filesystem.protect` entry a name pattern (`*.code-workspace`)?
+/// Patterns are single names at the workspace root (the profile refuses
+/// others).
+pub fn is_protect_pattern(entry: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    entry.as_os_str().as_bytes().contains(&b'*')
+}
+
+/// Does the `filesystem.protect` entry `entry` cover the workspace-relative
+/// path `rel` (the path itself or something below it)? A pattern covers
+/// every root entry whose name matches it.
+pub fn protect_covers(entry: &Path, rel: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    if !is_protect_pattern(entry) {
+        return rel.starts_with(entry);
+    }
+    match rel.components().next() {
+        Some(std::path::Component::Normal(first)) => {
+            wildcard_match(entry.as_os_str().as_bytes(), first.as_bytes())
+        }
+        _ => false,
+    }
+}
+
 pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -256,10 +448,74 @@ pub fn pattern_covers(pattern: &Path, path: &Path) -> bool {
     HideMatcher::new(pattern).is_some_and(|m| m.covers(path))
 }
 
+impl Limits {
+    /// Whether the limit on `r` must hold for the run to start.
+    pub fn requirement(&self, r: Resource) -> Requirement {
+        if self.from_command_line.contains(&r) {
+            Requirement::Required
+        } else {
+            self.mode
+        }
+    }
+}
+
 impl Policy {
     /// The shell used by `shellcage sh`: the first candidate that exists.
     pub fn shell_path(&self) -> Option<&Path> {
         self.shell.iter().map(PathBuf::as_path).find(|p| p.exists())
+    }
+
+    /// A policy for unit tests: `workspace` writable, `home`, nothing else
+    /// visible, hidden or protected, no `.env` scan.
+    #[cfg(test)]
+    pub(crate) fn for_tests(workspace: &Path, home: &Path) -> Policy {
+        Policy {
+            profile: "test".into(),
+            source: "test".into(),
+            profile_chain: ProfileChain::default(),
+            tier: TierChoice::Full,
+            workspace: workspace.to_path_buf(),
+            workspace_access: Access::Write,
+            workspace_layer: None,
+            home: home.to_path_buf(),
+            home_mode: HomeMode::Fresh,
+            paths: vec![],
+            hide: vec![],
+            protect: vec![],
+            env_files: EnvFileScan {
+                enabled: false,
+                max_depth: 0,
+                skip_dirs: vec![],
+                allow_names: vec![],
+                max_dirs: 0,
+            },
+            network: NetMode::None,
+            egress: Egress::default(),
+            publish: vec![],
+            landlock: Requirement::Required,
+            env: EnvPolicy {
+                pass: vec![],
+                set: BTreeMap::new(),
+                tools: true,
+                explicit: vec![],
+            },
+            limits: Limits {
+                timeout: None,
+                open_files: 1024,
+                file_size: 1 << 30,
+                processes: None,
+                memory: None,
+                cpu_millis: None,
+                mode: Requirement::Required,
+                from_command_line: vec![],
+                tmp_size: 1 << 20,
+                home_size: 1 << 20,
+                kept_home_size: 1 << 30,
+            },
+            shell: vec![],
+            report: false,
+            audit: None,
+        }
     }
 }
 

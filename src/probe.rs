@@ -2,9 +2,26 @@
 //!
 //! The launch path only reads what is one syscall away (the Landlock ABI);
 //! user-namespace support is learned by trying (a failed clone), and the rest
-//! (sysctls, container detection, a trial user namespace) is for `doctor`.
+//! (sysctls, container detection, a trial user namespace) is for `doctor`, the
+//! entrypoint and error hints. What is found is carried as data ([`Features`])
+//! into `plan`, which decides from it and never probes again.
 
 use serde::Serialize;
+
+use crate::policy::Resource;
+
+/// Whether user namespaces can be created here, as far as is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Userns {
+    /// Not tried: the launch path learns the answer from its own clone.
+    #[default]
+    Untried,
+    /// A clone with `CLONE_NEWUSER` worked.
+    Works,
+    /// It failed: what is missing (`cannot create user namespace: …`) and the
+    /// most likely fix (see [`Features::userns_hint`]).
+    Fails { missing: String, hint: String },
+}
 
 /// What the kernel offers, as far as shellcage needs to know.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -13,6 +30,8 @@ pub struct Features {
     pub landlock_abi: u32,
     /// A seccomp filter exists for this architecture.
     pub arch_supported: bool,
+    #[serde(skip)]
+    pub userns: Userns,
     /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu ≥ 23.10), when present.
     pub apparmor_restrict_userns: Option<bool>,
     /// `user.max_user_namespaces`, when readable.
@@ -21,6 +40,78 @@ pub struct Features {
     pub unprivileged_userns_clone: Option<bool>,
     /// Signs of running inside a container (/.dockerenv, /run/.containerenv, container=).
     pub in_container: bool,
+    /// The running kernel's version, when it was read (the launch path reads
+    /// it only for an overlay workspace, which needs Linux 5.11).
+    pub kernel: Option<KernelVersion>,
+    /// RLIMIT_NPROC set in a new user namespace counts only that namespace's
+    /// processes (Linux ≥ 5.14 counts rlimits per user namespace) and binds
+    /// this user (uid 0 is exempt). Before 5.14 it counted every process of
+    /// the user on the host.
+    pub nproc_per_userns: bool,
+    /// How the host's cgroups can hold each memory, process or CPU limit the
+    /// policy asks for; filled from `sandbox::cgroup::describe` by the launch
+    /// path and `doctor` (only when such a limit is asked for).
+    #[serde(skip)]
+    pub cgroup_limits: Vec<CgroupLimit>,
+}
+
+/// How one requested cgroup limit can be held on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CgroupLimit {
+    pub resource: Resource,
+    /// As users read it: `memory limit 4 GiB`.
+    pub limit: String,
+    /// The interface files that hold it (`cgroup v1 memory.limit_in_bytes`),
+    /// when it holds at all.
+    pub mechanism: Option<String>,
+    /// What does not hold, and the fix: the whole limit (no mechanism) or a
+    /// part of it (swap not capped with the memory limit).
+    pub gap: Option<Gap>,
+}
+
+/// A limit, or part of one, that the host cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub reason: String,
+    pub hint: String,
+}
+
+/// A kernel release (`uname -r`) and the version numbers at its start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelVersion {
+    pub release: String,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KernelVersion {
+    /// `5.15.0-91-generic` → 5.15; an unreadable release is 0.0.
+    pub fn parse(release: &str) -> KernelVersion {
+        let mut nums = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        KernelVersion {
+            release: release.to_string(),
+            major: nums.next().unwrap_or(0),
+            minor: nums.next().unwrap_or(0),
+        }
+    }
+
+    /// At least `major.minor`?
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// The running kernel (`/proc/sys/kernel/osrelease`). Debug builds take
+    /// `SHELLCAGE_TEST_KERNEL_RELEASE` instead, so tests can play an older
+    /// kernel (it can only make shellcage refuse more).
+    pub fn running() -> KernelVersion {
+        #[cfg(debug_assertions)]
+        if let Some(r) = std::env::var_os("SHELLCAGE_TEST_KERNEL_RELEASE") {
+            return KernelVersion::parse(&r.to_string_lossy());
+        }
+        KernelVersion::parse(&kernel_release())
+    }
 }
 
 /// Whether shellcage has a seccomp filter for the architecture it was built for.
@@ -30,8 +121,10 @@ impl Features {
     /// The cheap probe used on every launch: one syscall.
     pub fn for_launch() -> Features {
         Features {
-            landlock_abi: crate::sandbox::landlock::abi(),
+            landlock_abi: crate::sys::landlock_abi_version().unwrap_or(0),
             arch_supported: ARCH_SUPPORTED,
+            nproc_per_userns: !nix::unistd::geteuid().is_root()
+                && kernel_version(&kernel_release()).is_some_and(|v| v >= (5, 14)),
             ..Features::default()
         }
     }
@@ -39,6 +132,7 @@ impl Features {
     /// The full probe for `doctor` and for error hints.
     pub fn detect() -> Features {
         let mut f = Features::for_launch();
+        f.kernel = Some(KernelVersion::running());
         f.apparmor_restrict_userns =
             read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").map(|v| v != 0);
         f.max_user_namespaces = read_sysctl("/proc/sys/user/max_user_namespaces");
@@ -50,15 +144,42 @@ impl Features {
         f
     }
 
-    /// The most likely reason user namespaces fail here, and the fix.
+    /// Record a user namespace trial's result ([`userns_trial`]): a failure
+    /// says `user namespaces are not available`, with the hint.
+    pub fn with_trial(mut self, trial: Result<(), nix::errno::Errno>) -> Features {
+        self.userns = match trial {
+            Ok(()) => Userns::Works,
+            Err(_) => Userns::Fails {
+                missing: "user namespaces are not available".into(),
+                hint: self.userns_hint(),
+            },
+        };
+        self
+    }
+
+    /// The most likely reason user namespaces fail here, and the fix: the
+    /// first of [`crate::apparmor::diagnose`]'s blockers (the exact command:
+    /// `sudo /usr/local/bin/shellcage setup apparmor` for Ubuntu's AppArmor
+    /// restriction), else what the container tells.
     pub fn userns_hint(&self) -> String {
+        let blocker = crate::apparmor::diagnose_host()
+            .ok()
+            .and_then(|d| d.blockers.into_iter().next());
+        self.userns_hint_with(blocker.as_ref())
+    }
+
+    /// [`Features::userns_hint`] given the first blocker found.
+    pub fn userns_hint_with(&self, blocker: Option<&crate::apparmor::Blocker>) -> String {
         let f = if self.apparmor_restrict_userns.is_none() && self.max_user_namespaces.is_none() {
             Features::detect()
         } else {
             self.clone()
         };
-        if f.apparmor_restrict_userns == Some(true) {
-            "kernel.apparmor_restrict_unprivileged_userns=1: add an AppArmor profile allowing userns for shellcage, or run with --tier auto (tier = \"auto\" in a profile); see 'shellcage doctor'".into()
+        if let Some(b) = blocker {
+            format!(
+                "{}: {}, or run with --tier auto (the container tier: Landlock + seccomp only; tier = \"auto\" in a profile); see 'shellcage doctor'",
+                b.setting, b.fix
+            )
         } else if f.max_user_namespaces == Some(0) {
             "user.max_user_namespaces=0: raise it with sysctl, or run with --tier auto (tier = \"auto\" in a profile); see 'shellcage doctor'".into()
         } else if f.unprivileged_userns_clone == Some(false) {
@@ -69,6 +190,30 @@ impl Features {
             "see 'shellcage doctor'; --tier auto falls back to the container tier (Landlock and seccomp only)".into()
         }
     }
+}
+
+/// Ubuntu's AppArmor restriction, when it stops this (unprivileged,
+/// unconfined) process from using user namespaces: known before any clone
+/// (see [`crate::apparmor::restriction`]), so the full tier refuses and
+/// `auto` takes the container tier with the exact fix in the message.
+pub fn userns_restricted(root: &std::path::Path, euid: u32) -> Option<Userns> {
+    let b = crate::apparmor::restriction(root, euid, || crate::apparmor::current_exe().ok())?;
+    Some(Userns::Fails {
+        missing: format!("user namespaces are restricted: {} ({})", b.setting, b.why),
+        hint: format!("{}{OR_AUTO}", b.fix),
+    })
+}
+
+/// How a user-namespace hint ends: the other way to run.
+pub const OR_AUTO: &str =
+    ", or --tier auto for the container tier (Landlock + seccomp only); see 'shellcage doctor'";
+
+/// `"6.18.0-1-amd64"` → `(6, 18)`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 fn read_sysctl(path: &str) -> Option<u64> {
@@ -117,47 +262,6 @@ pub fn seccomp_status() -> SeccompStatus {
     SeccompStatus {
         filters_supported: std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists(),
         inherited_filters: field("Seccomp_filters:"),
-    }
-}
-
-/// cgroup v2 delegation: can we create child cgroups (memory/pids limits)?
-#[derive(Debug, Clone, Serialize)]
-pub struct CgroupStatus {
-    /// cgroup v2 is mounted at /sys/fs/cgroup.
-    pub v2: bool,
-    /// Our cgroup directory.
-    pub path: Option<std::path::PathBuf>,
-    /// We may write to it (create sub-cgroups).
-    pub writable: bool,
-    /// Controllers available in it.
-    pub controllers: Vec<String>,
-}
-
-pub fn cgroup_status() -> CgroupStatus {
-    let root = std::path::Path::new("/sys/fs/cgroup");
-    let v2 = root.join("cgroup.controllers").exists();
-    let rel = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-        });
-    let path = rel
-        .filter(|_| v2)
-        .map(|r| root.join(r.trim_start_matches('/')));
-    let writable = path
-        .as_ref()
-        .is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
-    let controllers = path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p.join("cgroup.controllers")).ok())
-        .map(|t| t.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
-    CgroupStatus {
-        v2,
-        path,
-        writable,
-        controllers,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// A failed syscall: which call, on what, and the errno.
@@ -284,6 +284,27 @@ pub fn is_tty(fd: RawFd) -> bool {
     unsafe { libc::isatty(fd) == 1 }
 }
 
+/// `FS_APPEND_FL` (`chattr +a`): the file can only be opened for appending.
+pub const FS_APPEND_FL: u32 = 0x20;
+
+/// The inode flags of an open file (`FS_IOC_GETFLAGS`, what `lsattr` shows).
+pub fn inode_flags(fd: BorrowedFd<'_>) -> Result<u32, nix::errno::Errno> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points
+    // to a live, properly aligned c_int; the descriptor is borrowed and open.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags as *mut libc::c_int,
+        )
+    };
+    if ret == -1 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(flags as u32)
+}
+
 /// Create an empty file with `mode` (O_EXCL, not following symlinks): masks
 /// and placeholders. The caller sets the umask when exact bits matter.
 pub fn create_placeholder_file(path: &Path, mode: u32) -> io::Result<()> {
@@ -399,6 +420,311 @@ pub fn landlock_abi_version() -> Result<u32, nix::errno::Errno> {
     Ok(u32::try_from(ret).unwrap_or(0))
 }
 
+/// Mount the symlink `link` itself (not what it points to) over `target`, a
+/// regular file or a symlink, in this mount namespace. The mount point cannot
+/// be unlinked, renamed or replaced (EBUSY) while the mount exists, and the
+/// link cannot be rewritten, so a path can be made to point somewhere else for
+/// a whole run (`.git/config` -> a private copy git may rewrite).
+///
+/// open_tree(AT_SYMLINK_NOFOLLOW | OPEN_TREE_CLONE) + move_mount onto an
+/// O_PATH|O_NOFOLLOW descriptor of `target` (neither end is followed); where
+/// the new mount API is missing or filtered (ENOSYS, EPERM), the same through
+/// mount(2) MS_BIND on /proc/self/fd magic links, which name the symlinks
+/// themselves.
+pub fn mount_symlink_over(link: &Path, target: &Path) -> Result<(), SysError> {
+    match mount_symlink_over_new_api(link, target) {
+        Err(e)
+            if matches!(
+                e.errno,
+                nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM
+            ) =>
+        {
+            mount_symlink_over_legacy(link, target)
+        }
+        r => r,
+    }
+}
+
+fn open_path_nofollow(p: &Path) -> Result<OwnedFd, SysError> {
+    use nix::fcntl::{OFlag, open};
+    open(
+        p,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SysError::new("open(O_PATH|O_NOFOLLOW)", p.display(), e))
+}
+
+/// [`mount_symlink_over`] through open_tree(2) and move_mount(2) only.
+pub fn mount_symlink_over_new_api(link: &Path, target: &Path) -> Result<(), SysError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_link = std::ffi::CString::new(link.as_os_str().as_bytes())
+        .map_err(|_| SysError::new("open_tree", link.display(), nix::errno::Errno::EINVAL))?;
+    let to = open_path_nofollow(target)?;
+    let tree = open_tree_clone(&c_link, false, true)?;
+    // The descriptor itself is the mount point (MOVE_MOUNT_T_EMPTY_PATH): not followed.
+    move_mount_raw(
+        tree.as_fd(),
+        to.as_raw_fd(),
+        c"",
+        libc::MOVE_MOUNT_T_EMPTY_PATH,
+        target.display(),
+    )
+}
+
+/// [`mount_symlink_over`] through mount(2) MS_BIND only (kernels before 5.2).
+pub fn mount_symlink_over_legacy(link: &Path, target: &Path) -> Result<(), SysError> {
+    let from = open_path_nofollow(link)?;
+    let to = open_path_nofollow(target)?;
+    let from_p = format!("/proc/self/fd/{}", from.as_raw_fd());
+    let to_p = format!("/proc/self/fd/{}", to.as_raw_fd());
+    nix::mount::mount(
+        Some(from_p.as_str()),
+        to_p.as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        SysError::new(
+            "mount(MS_BIND)",
+            format!("{} on {}", link.display(), target.display()),
+            e,
+        )
+    })
+}
+
+// --- network proxy (src/net) ---
+
+/// `splice(2)` between two descriptors (one of them a pipe), `SPLICE_F_MOVE`, plus
+/// `SPLICE_F_MORE` when `more` (more data follows: the socket may coalesce). Blocking
+/// follows the descriptors: a socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` apply and end the call
+/// with `EAGAIN`.
+pub fn splice(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    len: usize,
+    more: bool,
+) -> io::Result<usize> {
+    let mut flags = libc::SPLICE_F_MOVE;
+    if more {
+        flags |= libc::SPLICE_F_MORE;
+    }
+    // SAFETY: both descriptors are borrowed for the call; null offsets mean "use and
+    // advance the file position" (required for pipes and sockets); no user memory is passed.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Ignore `SIGPIPE` in this process: writing or splicing into a socket whose peer is gone
+/// must fail with `EPIPE`, not kill the proxy (`splice` has no `MSG_NOSIGNAL`).
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN runs no handler code; it only changes this process's disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The loopback interface's index: the kernel creates `lo` first in every network
+/// namespace and fixes its index (`LOOPBACK_IFINDEX`).
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// An `RTM_NEWROUTE` request for `local NET/LEN dev lo table local` (what
+/// `ip route add local NET/LEN dev lo` sends): every address of the block becomes local,
+/// so a socket bound to 0.0.0.0 accepts connections to any of them.
+pub fn local_route_message(net: std::net::Ipv4Addr, len: u8, seq: u32) -> Vec<u8> {
+    const RTM_NEWROUTE: u16 = 24;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_ACK: u16 = 0x4;
+    const NLM_F_EXCL: u16 = 0x200;
+    const NLM_F_CREATE: u16 = 0x400;
+    const RT_TABLE_LOCAL: u8 = 255;
+    const RTPROT_STATIC: u8 = 4;
+    const RT_SCOPE_HOST: u8 = 254;
+    const RTN_LOCAL: u8 = 2;
+    const RTA_DST: u16 = 1;
+    const RTA_OIF: u16 = 4;
+    let mut attrs = Vec::new();
+    let mut attr = |kind: u16, payload: &[u8]| {
+        attrs.extend_from_slice(&(4 + payload.len() as u16).to_ne_bytes());
+        attrs.extend_from_slice(&kind.to_ne_bytes());
+        attrs.extend_from_slice(payload);
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+    };
+    attr(RTA_DST, &net.octets());
+    attr(RTA_OIF, &LOOPBACK_IFINDEX.to_ne_bytes());
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    let mut rtmsg = vec![
+        libc::AF_INET as u8,
+        len,
+        0,
+        0,
+        RT_TABLE_LOCAL,
+        RTPROT_STATIC,
+    ];
+    rtmsg.extend_from_slice(&[RT_SCOPE_HOST, RTN_LOCAL]);
+    rtmsg.extend_from_slice(&0u32.to_ne_bytes());
+    let total = 16 + rtmsg.len() + attrs.len();
+    let mut msg = Vec::with_capacity(total);
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&rtmsg);
+    msg.extend_from_slice(&attrs);
+    msg
+}
+
+/// Add `local NET/LEN dev lo` to the local routing table of the caller's network
+/// namespace over rtnetlink, and wait for the kernel's acknowledgement. Needs
+/// CAP_NET_ADMIN in the namespace's owning user namespace.
+pub fn add_local_route_v4(net: std::net::Ipv4Addr, len: u8) -> Result<(), SysError> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
+        socket,
+    };
+    let object = format!("local {net}/{len} dev lo");
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| SysError::new("socket", "AF_NETLINK NETLINK_ROUTE", e))?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
+        .map_err(|e| SysError::new("bind", "AF_NETLINK", e))?;
+    let msg = local_route_message(net, len, 1);
+    send(fd.as_raw_fd(), &msg, MsgFlags::empty())
+        .map_err(|e| SysError::new("send", format!("RTM_NEWROUTE {object}"), e))?;
+    let mut buf = [0u8; 1024];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+        .map_err(|e| SysError::new("recv", format!("RTM_NEWROUTE {object}"), e))?;
+    // An acknowledgement is an NLMSG_ERROR (type 2) whose error field is 0 or -errno.
+    const NLMSG_ERROR: u16 = 2;
+    if n < 20 || u16::from_ne_bytes([buf[4], buf[5]]) != NLMSG_ERROR {
+        return Err(SysError::new(
+            "recv",
+            format!("RTM_NEWROUTE {object}: no ack"),
+            nix::errno::Errno::EPROTO,
+        ));
+    }
+    match i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]) {
+        0 => Ok(()),
+        e => Err(SysError::new(
+            "RTM_NEWROUTE",
+            object,
+            nix::errno::Errno::from_raw(-e),
+        )),
+    }
+}
+
+/// Send `data` and the descriptors `fds` (SCM_RIGHTS) over a Unix socket.
+pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), SysError> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let iov = [io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(|e| SysError::new("sendmsg", "SCM_RIGHTS", e))?;
+    Ok(())
+}
+
+/// The most descriptors one [`recv_fds`] accepts.
+pub const MAX_PASSED_FDS: usize = 64;
+
+/// Receive data and descriptors sent by [`send_fds`]; descriptors arrive close-on-exec.
+/// A truncated control message (more than [`MAX_PASSED_FDS`]) is an error, and whatever
+/// did arrive is closed.
+pub fn recv_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), SysError> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| SysError::new("recvmsg", "SCM_RIGHTS", e))?;
+    let mut fds = Vec::new();
+    for cmsg in msg
+        .cmsgs()
+        .map_err(|e| SysError::new("recvmsg", "SCM_RIGHTS", e))?
+    {
+        if let ControlMessageOwned::ScmRights(list) = cmsg {
+            for fd in list {
+                // SAFETY: the kernel installed this descriptor in our table for this
+                // message; nothing else in the process knows or owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(SysError::new(
+            "recvmsg",
+            "SCM_RIGHTS (truncated)",
+            nix::errno::Errno::EMSGSIZE,
+        ));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// libc's own `inet_aton`, the oracle for the proxy's IP literal parser in its tests.
+#[cfg(test)]
+pub(crate) fn libc_inet_aton(text: &str) -> Option<std::net::Ipv4Addr> {
+    unsafe extern "C" {
+        fn inet_aton(cp: *const libc::c_char, inp: *mut libc::in_addr) -> libc::c_int;
+    }
+    let c = std::ffi::CString::new(text).ok()?;
+    let mut out = libc::in_addr { s_addr: 0 };
+    // SAFETY: `c` is NUL-terminated and outlives the call; `out` is a valid, writable
+    // in_addr that inet_aton fills in.
+    let ok = unsafe { inet_aton(c.as_ptr(), &mut out) };
+    (ok != 0).then(|| std::net::Ipv4Addr::from(u32::from_be(out.s_addr)))
+}
+
+// --- extended attributes (the overlay layer's whiteouts, opaque dirs, redirects) ---
+
+/// `fgetxattr(fd, name)`: the attribute's value, `None` when the file has no such
+/// attribute (`ENODATA`) or the filesystem has no xattrs (`ENOTSUP`). Values longer
+/// than 4 KiB are an error (`ERANGE`): overlayfs's own values are short.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Option<Vec<u8>>, nix::errno::Errno> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `name` is NUL-terminated and `buf` is a live, writable buffer of the
+    // length passed; the kernel writes at most that many bytes into it.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return match nix::errno::Errno::last() {
+            nix::errno::Errno::ENODATA | nix::errno::Errno::EOPNOTSUPP => Ok(None),
+            e => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
 /// Raw syscalls used only by the seccomp tests, in a child process that has installed the
 /// filter: each one is called with arguments that the kernel rejects or that touch nothing
 /// outside the child, so a broken filter cannot harm the host running the tests.
@@ -471,5 +797,475 @@ pub(crate) mod seccomp_probes {
             );
         }
         rax
+    }
+}
+
+// --- detached mounts, id maps, descriptor passing (issue 8, item 5: root mapped to nobody) ---
+//
+// The supervisor, when run as root, maps the sandbox's uid 0 to an unprivileged host id and
+// hands the sandbox its workspace as an id-mapped mount: made here with the new mount API
+// (open_tree, mount_setattr with MOUNT_ATTR_IDMAP), passed over a Unix socket (SCM_RIGHTS)
+// and attached inside with move_mount.
+
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC [| AT_RECURSIVE])`: a
+/// detached bind mount of `path` (with its submounts when `recursive`), which nothing can
+/// see until it is attached with [`move_mount_to`]. With `nofollow` a final symlink is
+/// not followed: the mount is the symlink itself (AT_SYMLINK_NOFOLLOW).
+pub fn open_tree_clone(path: &CStr, recursive: bool, nofollow: bool) -> Result<OwnedFd, SysError> {
+    let mut flags = libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    if nofollow {
+        flags |= libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    }
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; open_tree
+    // reads it and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(SysError::last("open_tree", path.to_string_lossy()));
+    }
+    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `mount_setattr(mount, "", AT_EMPTY_PATH [| AT_RECURSIVE], {MOUNT_ATTR_IDMAP, userns})`:
+/// make the detached mount `mount` (from [`open_tree_clone`]) show and store ownership
+/// through the id maps of the user namespace `userns` (an open `/proc/PID/ns/user`). Needs
+/// CAP_SYS_ADMIN in the initial user namespace (the filesystem must have been mounted
+/// there), a namespace with both its uid and gid maps written, and a filesystem that
+/// supports id-mapped mounts (EINVAL otherwise, also for any submount with `recursive`).
+pub fn mount_setattr_idmap(
+    mount: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<(), SysError> {
+    let attr = MountAttr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: the empty path is a valid NUL-terminated string, `attr` a properly sized,
+    // initialised struct; both outlive the call and the kernel only reads them. The two
+    // descriptors are borrowed, so they stay open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(SysError::last("mount_setattr", "MOUNT_ATTR_IDMAP"))
+    }
+}
+
+/// `move_mount(mount, "", AT_FDCWD, to, MOVE_MOUNT_F_EMPTY_PATH)`: attach the detached mount
+/// `mount` at `to` in the caller's mount namespace. A final symlink in `to` is not followed
+/// (no MOVE_MOUNT_T_SYMLINKS): mounting over a symlink covers the link itself.
+pub fn move_mount_to(mount: BorrowedFd<'_>, to: &CStr) -> Result<(), SysError> {
+    move_mount_raw(mount, libc::AT_FDCWD, to, 0, to.to_string_lossy())
+}
+
+/// `move_mount(mount, "", to_dir, to, MOVE_MOUNT_F_EMPTY_PATH | to_flags)`: the one call
+/// site of move_mount(2); `object` names the mount point in the error.
+fn move_mount_raw(
+    mount: BorrowedFd<'_>,
+    to_dir: RawFd,
+    to: &CStr,
+    to_flags: libc::c_uint,
+    object: impl std::fmt::Display,
+) -> Result<(), SysError> {
+    // SAFETY: both strings are valid and NUL-terminated and outlive the call; the borrowed
+    // descriptor and `to_dir` (AT_FDCWD or a descriptor the caller keeps open) stay open for
+    // its duration. move_mount only reads its arguments.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            to_dir,
+            to.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | to_flags,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(SysError::last("move_mount", object))
+    }
+}
+
+/// Which id map of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMap {
+    Uid,
+    Gid,
+}
+
+/// Write `map` (lines of "inside outside count") to `/proc/PID/uid_map` or `gid_map` of
+/// another process, which must sit in a user namespace whose maps are not written yet. The
+/// caller needs the capabilities of the namespace's parent (CAP_SETUID/CAP_SETGID) to map
+/// any id other than its own, and a gid map written by a privileged caller leaves setgroups
+/// allowed. One write, as the kernel requires.
+pub fn write_id_map(pid: nix::unistd::Pid, which: IdMap, map: &str) -> Result<(), SysError> {
+    use std::io::Write;
+    let name = match which {
+        IdMap::Uid => "uid_map",
+        IdMap::Gid => "gid_map",
+    };
+    let path = format!("/proc/{pid}/{name}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(map.as_bytes()))
+        .map_err(|e| {
+            SysError::new(
+                "write",
+                &path,
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })
+}
+
+/// Receive exactly one descriptor and one byte of payload, sent by [`send_fds`] (opened
+/// close-on-exec). EOF or a message without exactly one descriptor is an error (EBADMSG);
+/// extra descriptors are closed.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
+    let mut byte = [0u8; 1];
+    let (n, mut received) = recv_fds(sock, &mut byte)?;
+    if n != 1 || received.len() != 1 {
+        return Err(SysError::new(
+            "recvmsg",
+            format!("SCM_RIGHTS ({} descriptors)", received.len()),
+            nix::errno::Errno::EBADMSG,
+        ));
+    }
+    Ok(received.remove(0))
+}
+
+#[cfg(test)]
+mod mount_api_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+
+    const CHILD_ENV: &str = "SHELLCAGE_SYS_MOUNT_CHILD";
+
+    #[test]
+    fn a_descriptor_passes_over_a_socket() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (read, write) = pipe_cloexec().unwrap();
+        send_fds(a.as_fd(), b"F", &[write.as_fd()]).unwrap();
+        drop(write);
+        let got = recv_fd(b.as_fd()).unwrap();
+        std::fs::File::from(got).write_all(b"through").unwrap();
+        let mut text = String::new();
+        std::fs::File::from(read).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through");
+    }
+
+    #[test]
+    fn recv_fd_refuses_a_message_without_a_descriptor() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(b"F").unwrap();
+        let e = recv_fd(b.as_fd()).unwrap_err();
+        assert_eq!(e.errno, nix::errno::Errno::EBADMSG);
+        drop(a);
+        // End of stream: no message at all.
+        assert_eq!(
+            recv_fd(b.as_fd()).unwrap_err().errno,
+            nix::errno::Errno::EBADMSG
+        );
+    }
+
+    /// Skip (print why) unless SHELLCAGE_TEST_REQUIRE_KERNEL is set, then fail.
+    fn require(ok: bool, what: &str) -> bool {
+        if !ok && std::env::var_os("SHELLCAGE_TEST_REQUIRE_KERNEL").is_some() {
+            panic!("required kernel feature missing: {what}");
+        }
+        if !ok {
+            eprintln!("SKIP: {what}");
+        }
+        ok
+    }
+
+    /// `unshare --user sleep 30` once it sits in its new user namespace; killed on drop.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn spawn() -> Option<Sleeper> {
+            let child = std::process::Command::new("unshare")
+                .args(["--user", "sleep", "30"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            let sleeper = Sleeper(child);
+            let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+            for _ in 0..200 {
+                let theirs = std::fs::read_link(format!("/proc/{}/ns/user", sleeper.0.id()));
+                if theirs.is_ok_and(|t| t != ours) {
+                    return Some(sleeper);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            None
+        }
+        fn pid(&self) -> nix::unistd::Pid {
+            nix::unistd::Pid::from_raw(self.0.id() as i32)
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn id_map_of_another_process() {
+        let Some(child) = Sleeper::spawn() else {
+            require(false, "a user namespace (unshare --user)");
+            return;
+        };
+        let pid = child.pid();
+        let uid = nix::unistd::getuid().as_raw();
+        // Root maps the namespace's 0 to nobody; anyone else may map only its own uid.
+        let outside = if uid == 0 { 65534 } else { uid };
+        let map = format!("0 {outside} 1\n");
+        write_id_map(pid, IdMap::Uid, &map).unwrap();
+        let written = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+        assert_eq!(
+            written.split_whitespace().collect::<Vec<_>>(),
+            ["0", &outside.to_string(), "1"]
+        );
+        // Written once: a second write is refused.
+        let again = write_id_map(pid, IdMap::Uid, &map).unwrap_err();
+        assert_eq!(again.errno, nix::errno::Errno::EPERM);
+        if uid == 0 {
+            // A privileged writer leaves setgroups allowed.
+            write_id_map(pid, IdMap::Gid, "0 65534 1\n").unwrap();
+            let setgroups = std::fs::read_to_string(format!("/proc/{pid}/setgroups")).unwrap();
+            assert_eq!(setgroups.trim(), "allow");
+        }
+    }
+
+    /// Runs `id_mapped_mount_in_child` in a copy of this test binary in a mount namespace
+    /// of its own (`unshare -m`; with `-r` too when not root), so the mounts it makes touch
+    /// nothing of the host.
+    #[test]
+    fn id_mapped_mount_and_move_mount() {
+        let root = nix::unistd::getuid().is_root();
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args([if root { "-m" } else { "-rm" }, "--propagation", "private"])
+            .arg(exe)
+            .args([
+                "sys::mount_api_tests::id_mapped_mount_in_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, if root { "root" } else { "user" })
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !require(
+            out.status.success() || stdout.contains("child"),
+            "unshare -m",
+        ) {
+            return;
+        }
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout.contains("child ok"), "{out:?}");
+        // Id-mapped mounts need the filesystem's superblock in the initial user namespace,
+        // so only real root can make them; the unprivileged run checks the rest.
+        assert_eq!(stdout.contains("idmap ok"), root, "{out:?}");
+    }
+
+    /// Not a test on its own: the body of `id_mapped_mount_and_move_mount`.
+    #[test]
+    fn id_mapped_mount_in_child() {
+        let Ok(mode) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        // Real root (uid 0 of the initial user namespace), not root of `unshare -r`.
+        let real_root = mode == "root";
+        println!();
+        let dir = tempfile::tempdir().unwrap();
+        let (fs, seen, link) = (
+            dir.path().join("fs"),
+            dir.path().join("seen"),
+            dir.path().join("link"),
+        );
+        for d in [&fs, &seen] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A tmpfs of our own, one file: as real root its superblock belongs to the initial
+        // user namespace, which id-mapped mounts require.
+        nix::mount::mount(
+            Some("tmpfs"),
+            &fs,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        std::fs::write(fs.join("f"), "x").unwrap();
+        let owner = std::fs::metadata(fs.join("f")).unwrap().uid();
+        let cstr = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let tree = open_tree_clone(&cstr(&fs), true, false).unwrap();
+        if real_root {
+            // A user namespace mapping its 0 to nobody: on-disk 0 is seen (and stored) as
+            // 65534 through the mount.
+            let sleeper = Sleeper::spawn().expect("a user namespace");
+            write_id_map(sleeper.pid(), IdMap::Uid, "0 65534 1\n").unwrap();
+            // Both maps, or mount_setattr answers EINVAL.
+            write_id_map(sleeper.pid(), IdMap::Gid, "0 65534 1\n").unwrap();
+            let userns = std::fs::File::open(format!("/proc/{}/ns/user", sleeper.pid())).unwrap();
+            mount_setattr_idmap(tree.as_fd(), userns.as_fd(), true).unwrap();
+            drop(sleeper);
+            // Detached, yet usable through its descriptor.
+            let via_fd = nix::sys::stat::fstatat(&tree, "f", nix::fcntl::AtFlags::empty()).unwrap();
+            assert_eq!(
+                (owner, via_fd.st_uid),
+                (0, 65534),
+                "owner through the id-mapped mount"
+            );
+            println!("idmap ok");
+        }
+        move_mount_to(tree.as_fd(), &cstr(&seen)).unwrap();
+        let expected = if real_root { 65534 } else { owner };
+        assert_eq!(std::fs::metadata(seen.join("f")).unwrap().uid(), expected);
+        assert_eq!(std::fs::read_to_string(seen.join("f")).unwrap(), "x");
+        // A file mounted over a symlink covers the link itself, not its target.
+        std::os::unix::fs::symlink("seen/f", &link).unwrap();
+        std::fs::write(dir.path().join("mask"), "").unwrap();
+        let mask = open_tree_clone(&cstr(&dir.path().join("mask")), false, false).unwrap();
+        move_mount_to(mask.as_fd(), &cstr(&link)).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&link).unwrap(), "");
+        assert_eq!(std::fs::read_to_string(seen.join("f")).unwrap(), "x");
+        // open_tree with nofollow takes the symlink itself as the mount.
+        let link2 = dir.path().join("link2");
+        std::os::unix::fs::symlink("elsewhere", &link2).unwrap();
+        let l = open_tree_clone(&cstr(&link2), false, true).unwrap();
+        let st = nix::sys::stat::fstatat(&l, "", nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        println!("child ok");
+    }
+}
+
+// --- cgroups ---
+
+/// `CLONE_INTO_CGROUP` from `<linux/sched.h>` (Linux ≥ 5.7; clone3 only).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` from `<linux/sched.h>`, up to and including `cgroup`
+/// (`CLONE_ARGS_SIZE_VER2`, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+/// `clone3({flags | CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup})`: like
+/// [`clone_process`], but the child starts in the cgroup v2 directory `cgroup`
+/// (and, with `CLONE_NEWCGROUP`, that cgroup is the root of its new cgroup
+/// namespace). ENOSYS (kernel < 5.3, or a seccomp filter above us), E2BIG or
+/// EINVAL (kernel < 5.7) mean the caller must fall back to `clone` + moving
+/// the child by writing its pid to `cgroup.procs`.
+///
+/// Must only be called while the process is single-threaded, as [`clone_process`].
+pub fn clone_into_cgroup(flags: libc::c_int, cgroup: BorrowedFd<'_>) -> Result<Forked, SysError> {
+    let args = CloneArgs {
+        // The namespace bits of `flags` are plain bit flags; sign extension of a
+        // c_int is avoided by going through u32.
+        flags: u64::from(flags as u32) | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and with no stack behaves like fork(2): the
+    // child gets a copy of the address space and returns 0 here. The caller
+    // guarantees the process is single-threaded, so no lock is held by another
+    // thread at the time of the copy. `args` is a fully initialised struct of the
+    // size passed, which the kernel only reads; pidfd/child_tid/parent_tid are 0,
+    // so the kernel writes nothing into our memory; `cgroup` is a descriptor the
+    // caller keeps open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(SysError::last(
+            "clone3",
+            format!("{:#x} into cgroup fd {}", flags, cgroup.as_raw_fd()),
+        )),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            child: nix::unistd::Pid::from_raw(pid as libc::pid_t),
+        }),
+    }
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)` (Linux ≥ 5.1): signal exactly the
+/// process the descriptor refers to, never a later process that reused its pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), nix::errno::Errno> {
+    // SAFETY: the siginfo pointer is NULL (the kernel builds a default one) and
+    // no other pointer is passed; `pidfd` is a live descriptor owned by the caller.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    nix::errno::Errno::result(ret).map(drop)
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(true)` when this open file description
+/// now holds the exclusive lock, `Ok(false)` when another one holds it. The
+/// lock lasts until every descriptor of the description is closed (a forked
+/// copy closing its descriptor does not release it); there is no unlock here.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> Result<bool, nix::errno::Errno> {
+    // SAFETY: flock takes a descriptor the caller keeps open and an operation
+    // flag; it touches no memory of ours.
+    let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    match nix::errno::Errno::result(ret) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -21,11 +21,23 @@ macro_rules! attack {
     };
 }
 
+#[path = "proxy_mode/cage.rs"]
+mod cage;
 #[path = "attacks/harness.rs"]
 mod harness;
+#[path = "net_proxy/support.rs"]
+mod support;
 
+#[path = "attacks/activity.rs"]
+mod activity;
 #[path = "attacks/environment.rs"]
 mod environment;
+#[path = "attacks/envscan.rs"]
+mod envscan;
+#[path = "attacks/git.rs"]
+mod git;
+#[path = "attacks/kept_home.rs"]
+mod kept_home;
 #[path = "attacks/network.rs"]
 mod network;
 #[path = "attacks/persistence.rs"]
@@ -36,9 +48,13 @@ mod phrasing;
 mod privilege;
 #[path = "attacks/processes.rs"]
 mod processes;
+#[path = "attacks/proxy.rs"]
+mod proxy;
 #[path = "attacks/resources.rs"]
 mod resources;
 #[path = "attacks/secrets.rs"]
 mod secrets;
+#[path = "attacks/setid.rs"]
+mod setid;
 #[path = "attacks/terminal.rs"]
 mod terminal;

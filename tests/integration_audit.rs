@@ -1,5 +1,6 @@
 //! The audit log: one hash-chained line per run, safe under concurrency,
 //! invisible and unwritable inside the sandbox.
+#[macro_use]
 mod common;
 use common::*;
 
@@ -25,9 +26,7 @@ fn verify(path: &Path) -> (i32, String) {
 
 #[test]
 fn records_runs_and_detects_tampering() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
@@ -115,9 +114,7 @@ fn records_runs_and_detects_tampering() {
 /// 200 sandboxes append at once: every run is there once, the chain holds.
 #[test]
 fn two_hundred_concurrent_writers() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
@@ -157,9 +154,7 @@ fn two_hundred_concurrent_writers() {
 /// move or replace it around its mask between runs. Nothing runs.
 #[test]
 fn audit_file_in_the_workspace_is_refused() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let log = ws.path().join("audit.jsonl");
     let o = run_sh(&ws, &["--audit", log.to_str().unwrap()], "touch ran");
@@ -172,9 +167,7 @@ fn audit_file_in_the_workspace_is_refused() {
 /// change it, and the host copy stays intact.
 #[test]
 fn audit_file_is_invisible_inside() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let secret = canary();
     let ro = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
@@ -234,9 +227,7 @@ fn container_tier_refuses_a_visible_audit_log() {
 /// profile, and both artifacts (audit log, report) exist and agree.
 #[test]
 fn ci_example_command_line() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let yml = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/github-actions.yml"),
     )

@@ -1,6 +1,8 @@
-//! Claude Code integration, against the protocol of @anthropic-ai/claude-code
-//! 2.1.197 (hook input/output and the CLAUDE_CODE_SHELL_PREFIX command line
-//! read from that package's bundled JavaScript; see src/claude.rs).
+//! Claude Code integration without Claude Code: the hook's quoting and the
+//! prefix's command line, in the shapes of @anthropic-ai/claude-code 2.1.197
+//! and 2.1.332 (see src/claude/mod.rs). tests/claude_code_e2e.rs drives the
+//! real package.
+#[macro_use]
 mod common;
 use common::*;
 
@@ -125,7 +127,7 @@ fn other_tools_pass_untouched_and_garbage_blocks() {
     for bad in [
         "",
         "{",
-        r#"{"hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"id"}}"#,
+        r#"{"hook_event_name":"Stop","tool_name":"Bash","tool_input":{"command":"id"}}"#,
         r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"cmd":"id"}}"#,
         r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"a\u0000b"}}"#,
     ] {
@@ -143,9 +145,7 @@ fn other_tools_pass_untouched_and_garbage_blocks() {
 /// the sandboxed bash receive exactly the original string ($BASH_EXECUTION_STRING).
 #[test]
 fn sandbox_receives_exactly_the_original() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let cases = [
         "it's \"quoted\" \\ back\\slash",
@@ -256,9 +256,7 @@ fn run_prefixed(c: &PrefixCase, cmd: &str, id: &str) -> std::process::Output {
 
 #[test]
 fn prefix_keeps_snapshot_and_cd_hides_the_rest() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let c = prefix_case();
     let cred = c.config.path().join(".credentials.json");
     let cmd = format!(
@@ -303,9 +301,7 @@ fn prefix_keeps_snapshot_and_cd_hides_the_rest() {
 
 #[test]
 fn prefix_failed_command_leaves_no_cwd_file() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let c = prefix_case();
     let o = run_prefixed(&c, "cd sub && exit 7", "00aa");
     assert_eq!(o.status.code(), Some(7), "stderr: {}", stderr(&o));
@@ -330,4 +326,76 @@ fn prefix_refuses_a_cwd_file_outside_claudes_tmpdir() {
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(stderr(&o).contains("temp directory"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+}
+
+/// A repository's `.claude/settings.json` (or an MCP server's `env` in its
+/// `.mcp.json`) sets the environment of what Claude Code starts: it must not
+/// be able to load a profile from a path or widen the workspace.
+#[test]
+fn agent_environment_cannot_loosen_the_sandbox() {
+    let ws = Workspace::git();
+    ws.write(
+        "loose.toml",
+        "version = 1\nextends = \"dev\"\n[network]\nmode = \"host\"\n",
+    );
+    std::fs::create_dir(ws.path().join("sub")).unwrap();
+    let link = ws.path().join("shellcage-prefix");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let marker = ws.path().join("ran");
+    let line = format!("touch {}", marker.display());
+    let parent = ws.path().parent().unwrap().to_path_buf();
+    for (name, value) in [
+        (
+            "SHELLCAGE_PROFILE",
+            ws.path().join("loose.toml").display().to_string(),
+        ),
+        ("SHELLCAGE_PROFILE", "./loose.toml".to_string()),
+        ("SHELLCAGE_WORKSPACE", parent.display().to_string()),
+        ("SHELLCAGE_WORKSPACE", "/".to_string()),
+    ] {
+        let o = Command::new(&link)
+            .arg(&line)
+            .current_dir(ws.path().join("sub"))
+            .env(name, &value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{name}={value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(name), "{}", stderr(&o));
+        assert!(!marker.exists(), "{name}={value}: the command ran");
+        let mut c = Command::new(bin());
+        c.args(["hook", "claude-code"])
+            .env("CLAUDE_PROJECT_DIR", ws.path().join("sub"))
+            .env(name, &value)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bash_event("id").as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "hook with {name}={value}: {}",
+            stdout(&o)
+        );
+        assert!(stderr(&o).contains(name), "{}", stderr(&o));
+    }
+    // Narrowing is fine: the repository top or a directory below it.
+    needs_sandbox!();
+    let o = Command::new(&link)
+        .arg(&line)
+        .current_dir(ws.path().join("sub"))
+        .env("SHELLCAGE_WORKSPACE", ws.path())
+        .env("SHELLCAGE_PROFILE", "dev")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(marker.exists());
 }

@@ -8,9 +8,10 @@
 //!
 //! `cargo test --test reliability -- --nocapture` prints the timings.
 
+#[macro_use]
+mod common;
 #[path = "reliability/bad_input.rs"]
 mod bad_input;
-mod common;
 #[path = "reliability/host.rs"]
 mod host;
 
@@ -92,9 +93,7 @@ fn background(marker: &str) -> String {
 
 #[test]
 fn thousand_sequential_runs_leave_nothing_behind() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = exclusive();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -142,9 +141,7 @@ fn thousand_sequential_runs_leave_nothing_behind() {
 
 #[test]
 fn two_hundred_concurrent_runs_in_waves_of_fifty() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = exclusive();
     let scratch = Scratch::new();
     // Not a git tree: 50 runs at once race to create and remove placeholders.
@@ -208,9 +205,7 @@ fn start_marked(scratch: &Scratch, ws: &Path, marker: &str, ignore: bool) -> std
 }
 
 fn signal_case(sig: Signal, to_group: bool, ignore: bool) {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -285,9 +280,7 @@ fn sighup_ignored_by_the_command_ends_after_the_grace_with_129() {
 /// had made it (setsid), and then only the 2 s grace ended the run.
 #[test]
 fn sigterm_during_startup_is_not_lost() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -323,9 +316,7 @@ fn sigterm_during_startup_is_not_lost() {
 
 #[test]
 fn sigkill_to_shellcage_still_ends_the_sandbox() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -383,9 +374,7 @@ fn pipe_through(script: &str, input: Vec<u8>) -> (std::process::ExitStatus, Vec<
 
 #[test]
 fn binary_stdin_to_stdout_is_byte_exact() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let data = random_bytes(4 << 20);
     let (status, out, err) = pipe_through("cat", data.clone());
@@ -397,9 +386,7 @@ fn binary_stdin_to_stdout_is_byte_exact() {
 
 #[test]
 fn binary_stdin_to_stderr_is_byte_exact_and_separate() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let data = random_bytes(3 << 20);
     let (status, out, err) = pipe_through("cat >&2; printf end", data.clone());
@@ -411,9 +398,7 @@ fn binary_stdin_to_stderr_is_byte_exact_and_separate() {
 
 #[test]
 fn one_gib_through_a_pipe() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -441,9 +426,7 @@ fn one_gib_through_a_pipe() {
 
 #[test]
 fn a_closed_stdout_ends_the_run_promptly() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -470,9 +453,7 @@ fn a_closed_stdout_ends_the_run_promptly() {
 
 #[test]
 fn exit_codes_are_reported_exactly() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -495,9 +476,7 @@ fn exit_codes_are_reported_exactly() {
 
 #[test]
 fn signals_are_reported_exactly() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();
@@ -528,9 +507,7 @@ fn signals_are_reported_exactly() {
 
 #[test]
 fn a_broken_stderr_does_not_change_the_exit_status() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = shared();
     let scratch = Scratch::new();
     let ws = scratch.workspace();

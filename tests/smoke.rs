@@ -1,12 +1,11 @@
 //! The README's first command works: a command runs in the default profile.
+#[macro_use]
 mod common;
 use common::*;
 
 #[test]
 fn runs_a_command_with_the_default_profile() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     let out = run_sh(&ws, &[], "echo hello; hostname; echo $SHELLCAGE_PROFILE");
     assert_eq!(
@@ -20,9 +19,7 @@ fn runs_a_command_with_the_default_profile() {
 
 #[test]
 fn exit_codes_follow_the_design() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let ws = Workspace::new();
     assert_eq!(run_sh(&ws, &[], "exit 42").status.code(), Some(42));
     assert_eq!(run_sh(&ws, &[], "kill -TERM $$").status.code(), Some(143));

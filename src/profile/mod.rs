@@ -2,9 +2,14 @@
 //!
 //! A profile is found by name (a built-in, or `NAME.toml` in the user profile
 //! directory) or by path, parsed into the raw schema (`schema.rs`, unknown keys
-//! are errors), validated file by file (`validate.rs`), and the layers of its
-//! `extends` chain are merged into one `Policy` (`merge.rs`). The format and the
-//! merge rules are documented for users at the top of `profiles/dev.toml`.
+//! are errors), validated file by file (`validate.rs`), and the layers are
+//! merged into one `Policy` (`merge.rs`). The format and the merge rules are
+//! documented for users at the top of `profiles/dev.toml`.
+//!
+//! The layers, in merge order: the `extends` chain from its root to the
+//! profile asked for, then the command line ([`CommandLine`]). Every layer is
+//! validated and merged by the same code, so a check (hide wins over a
+//! visible path, variable names, durations) exists once.
 //!
 //! Lookup rules, chosen so that what runs is what the user asked for:
 //! - a value containing `/` or ending in `.toml` is a path; anything else a name;
@@ -15,6 +20,7 @@
 //!   resolves to a file inside the workspace is refused, because the sandboxed
 //!   command can write there. A path given explicitly is the user's choice.
 
+pub mod managed;
 mod merge;
 mod schema;
 mod units;
@@ -27,9 +33,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::policy::{Policy, ProfileChain};
+use crate::policy::{NetMode, Policy, ProfileChain, TierChoice};
 
-pub use units::{parse_duration, parse_size};
+pub use units::{CPU_MIN_MILLIS, parse_cpu, parse_duration, parse_size};
 
 /// Where names are resolved and paths expanded.
 #[derive(Debug, Clone)]
@@ -40,6 +46,43 @@ pub struct LoadContext {
     pub workspace: PathBuf,
     /// User profiles, usually `~/.config/shellcage/profiles`.
     pub user_dir: Option<PathBuf>,
+}
+
+/// What the command line adds to a profile: one more layer, merged after the
+/// `extends` chain. Paths are given canonical (they must exist); the rest as
+/// typed, and validated like a profile's values.
+#[derive(Debug, Clone, Default)]
+pub struct CommandLine {
+    /// `--read`: each path as given (for errors) and canonical.
+    pub read: Vec<(String, PathBuf)>,
+    /// `--write`, likewise.
+    pub write: Vec<(String, PathBuf)>,
+    /// `--net`.
+    pub network: Option<NetMode>,
+    /// `--home`.
+    pub home: Option<crate::policy::HomeMode>,
+    /// `--allow-host`, as given (checked like `network.allow` entries).
+    pub allow_host: Vec<String>,
+    /// `--publish`, as given.
+    pub publish: Vec<String>,
+    /// `--tier`, else `SHELLCAGE_TIER`.
+    pub tier: Option<TierChoice>,
+    /// `--env NAME[=VALUE]`, as given.
+    pub env: Vec<String>,
+    /// `--timeout`, as given.
+    pub timeout: Option<String>,
+    /// `--memory`, `--cpu`, `--processes`, as given.
+    pub memory: Option<String>,
+    pub cpu: Option<String>,
+    pub processes: Option<String>,
+    /// `--report` or `--report-file` was given.
+    pub report: bool,
+    /// `--audit` (absolute).
+    pub audit: Option<PathBuf>,
+    /// `--overlay`: the workspace is a copy-on-write layer.
+    pub overlay: bool,
+    /// `--layer NAME` (implies `--overlay`), as given.
+    pub layer: Option<String>,
 }
 
 /// One entry of [`list`].
@@ -73,6 +116,13 @@ pub enum ProfileError {
     Invalid {
         location: String,
         key: String,
+        value: String,
+        reason: String,
+    },
+    /// A command-line value: the flag and the value as given.
+    #[error("{flag} {value}: {reason}")]
+    Flag {
+        flag: &'static str,
         value: String,
         reason: String,
     },
@@ -129,6 +179,15 @@ pub fn builtin_text(name: &str) -> Option<&'static str> {
 
 /// Loads a profile by name or path and builds the validated policy.
 pub fn load(name_or_path: &str, ctx: &LoadContext) -> Result<Policy, ProfileError> {
+    load_with(name_or_path, ctx, None)
+}
+
+/// [`load`], with the command line's layer merged last.
+pub fn load_with(
+    name_or_path: &str,
+    ctx: &LoadContext,
+    command_line: Option<&CommandLine>,
+) -> Result<Policy, ProfileError> {
     for (what, path) in [("home", &ctx.home), ("workspace", &ctx.workspace)] {
         if !path.is_absolute() {
             return Err(ProfileError::Context {
@@ -142,7 +201,7 @@ pub fn load(name_or_path: &str, ctx: &LoadContext) -> Result<Policy, ProfileErro
     } else {
         resolve_name(name_or_path, ctx, false)?
     };
-    load_chain(first, ctx).map(|(policy, _)| policy)
+    load_chain(first, ctx, command_line).map(|(policy, _)| policy)
 }
 
 /// The built-in profiles, then the user profiles (sorted), each with its
@@ -151,7 +210,7 @@ pub fn list(ctx: &LoadContext) -> Vec<ProfileInfo> {
     let mut out: Vec<ProfileInfo> = BUILTINS
         .iter()
         .map(|(name, _)| {
-            let loaded = load_chain(builtin(name), ctx);
+            let loaded = load_chain(builtin(name), ctx, None);
             ProfileInfo {
                 name: (*name).to_owned(),
                 source: format!("builtin:{name}"),
@@ -174,7 +233,7 @@ pub fn list(ctx: &LoadContext) -> Vec<ProfileInfo> {
     for path in files {
         let name = stem(&path);
         let loaded = if is_valid_name(&name) {
-            resolve_name(&name, ctx, false).and_then(|first| load_chain(first, ctx))
+            resolve_name(&name, ctx, false).and_then(|first| load_chain(first, ctx, None))
         } else {
             Err(ProfileError::BadName { name: name.clone() })
         };
@@ -207,9 +266,14 @@ fn builtin(name: &'static str) -> Source {
     }
 }
 
-/// Follows `extends` from `first` to the root, then merges. Returns the policy
-/// and the first profile's description.
-fn load_chain(first: Source, ctx: &LoadContext) -> Result<(Policy, Option<String>), ProfileError> {
+/// Follows `extends` from `first` to the root, then merges the chain (root
+/// first) and the command line. Returns the policy and the first profile's
+/// description.
+fn load_chain(
+    first: Source,
+    ctx: &LoadContext,
+    command_line: Option<&CommandLine>,
+) -> Result<(Policy, Option<String>), ProfileError> {
     let mut sources = vec![first];
     let mut layers = Vec::new();
     loop {
@@ -255,6 +319,9 @@ fn load_chain(first: Source, ctx: &LoadContext) -> Result<(Policy, Option<String
 
     layers.reverse();
     let description = layers.last().and_then(|l| l.description.clone());
+    if let Some(cli) = command_line {
+        layers.push(validate::command_line(cli)?);
+    }
     let root = sources.last().map(|s| s.id.clone()).unwrap_or_default();
     let first = &sources[0];
     let policy = merge::build(

@@ -3,12 +3,16 @@
 //! Every struct denies unknown keys, so a misspelt key is an error with its line
 //! instead of a silently ignored rule. Strings that become paths, names, sizes or
 //! durations are kept with their span so validation errors can name the line.
-//! Nothing here is trusted; `validate.rs` turns it into a `Layer`.
+//! The enums are `policy`'s own (an unknown variant is a serde error naming
+//! the choices). Nothing else here is trusted; `validate.rs` turns it into a
+//! `Layer`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::policy::{HomeMode, NetMode, Requirement, TierChoice, WorkspaceMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,7 +20,7 @@ pub(super) struct RawProfile {
     pub version: Spanned<i64>,
     pub extends: Option<Spanned<String>>,
     pub description: Option<Spanned<String>>,
-    pub tier: Option<RawTier>,
+    pub tier: Option<TierChoice>,
     #[serde(default)]
     pub filesystem: RawFilesystem,
     #[serde(default)]
@@ -35,40 +39,11 @@ pub(super) struct RawProfile {
     pub audit: RawAudit,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RawTier {
-    Full,
-    Auto,
-    Container,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RawAccess {
-    Read,
-    Write,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RawNetMode {
-    None,
-    Loopback,
-    Host,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) enum RawRequirement {
-    Required,
-    BestEffort,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFilesystem {
-    pub workspace: Option<RawAccess>,
+    pub workspace: Option<WorkspaceMode>,
+    pub home: Option<HomeMode>,
     #[serde(default)]
     pub read: Vec<Spanned<String>>,
     #[serde(default)]
@@ -96,13 +71,19 @@ pub(super) struct RawEnvFiles {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNetwork {
-    pub mode: Option<RawNetMode>,
+    pub mode: Option<NetMode>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_private: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLandlock {
-    pub mode: Option<RawRequirement>,
+    pub mode: Option<Requirement>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +93,7 @@ pub(super) struct RawEnv {
     pub pass: Vec<Spanned<String>>,
     #[serde(default)]
     pub set: BTreeMap<String, Spanned<String>>,
+    pub tools: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,9 +102,13 @@ pub(super) struct RawLimits {
     pub timeout: Option<Spanned<String>>,
     pub open_files: Option<Spanned<u64>>,
     pub processes: Option<Spanned<u64>>,
+    pub memory: Option<Spanned<String>>,
+    pub cpu: Option<Spanned<String>>,
+    pub mode: Option<Requirement>,
     pub file_size: Option<Spanned<String>>,
     pub tmp_size: Option<Spanned<String>>,
     pub home_size: Option<Spanned<String>>,
+    pub kept_home_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

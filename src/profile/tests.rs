@@ -5,7 +5,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{Access, NetMode, Requirement, TierChoice};
+use crate::policy::{Access, HomeMode, NetMode, PathRule, Requirement, Resource, TierChoice};
 
 /// A home, a workspace inside it and a user profile directory, all temporary.
 struct Fixture {
@@ -120,12 +120,57 @@ fn dev_profile_contents() {
             ".codex",
             ".cursor",
             ".mcp.json",
-            ".devcontainer"
+            ".devcontainer",
+            ".devcontainer.json",
+            ".zed",
+            ".helix",
+            "*.code-workspace",
+            ".nvim.lua",
+            ".nvimrc",
+            ".exrc",
+            ".dir-locals.el",
+            ".gemini",
+            ".qwen",
+            ".continue",
+            ".roo",
+            ".kilocode",
+            ".kilo",
+            ".clinerules",
+            ".windsurf",
+            ".kiro",
+            ".amazonq",
+            ".opencode",
+            ".aider.conf.yml",
+            ".continuerc.json",
+            ".roomodes",
+            "kilo.jsonc",
+            "opencode.json",
+            "opencode.jsonc",
+            "crush.json",
+            ".crush.json",
+            ".pre-commit-config.yaml",
+            ".husky",
+            ".yarnrc.yml",
+            ".yarnrc",
+            ".npmrc",
+            ".pnpmfile.cjs",
+            "lefthook.yml",
+            ".lefthook.yml",
+            "lefthook-local.yml",
+            ".lefthook-local.yml",
+            ".cargo/config.toml",
+            ".cargo/config",
+            "mise.toml",
+            ".mise.toml",
+            ".mise",
+            "mise.local.toml",
+            ".mise.local.toml",
+            ".tool-versions",
         ]
     );
     assert!(p.env_files.enabled);
-    assert_eq!(p.env_files.max_depth, 4);
-    assert_eq!(p.env_files.max_dirs, 4000);
+    assert_eq!(p.env_files.max_depth, 64);
+    assert_eq!(p.env_files.max_dirs, 100_000);
     assert!(p.env_files.skip_dirs.iter().any(|d| d == "node_modules"));
     assert!(p.env_files.allow_names.iter().any(|d| d == ".env.example"));
     assert_eq!(
@@ -147,7 +192,13 @@ fn dev_profile_contents() {
     assert_eq!(p.limits.file_size, 16 << 30);
     assert_eq!(p.limits.tmp_size, 2 << 30);
     assert_eq!(p.limits.home_size, 1 << 30);
-    assert_eq!(p.limits.processes, None);
+    assert_eq!(p.limits.kept_home_size, 4 << 30);
+    assert_eq!(p.home_mode, HomeMode::Persistent);
+    // A fork bomb stops at 4096 wherever the host can hold it (see dev.toml).
+    assert_eq!(p.limits.processes, Some(4096));
+    assert_eq!((p.limits.memory, p.limits.cpu_millis), (None, None));
+    assert_eq!(p.limits.mode, Requirement::BestEffort);
+    assert!(p.limits.from_command_line.is_empty());
     assert_eq!(
         p.shell,
         [
@@ -176,9 +227,13 @@ fn readonly_and_ci_differ_from_dev_only_where_they_say() {
 
     let mut ci = same_as_dev(f.load("ci").unwrap());
     assert_eq!(ci.limits.timeout, Some(Duration::from_secs(30 * 60)));
+    assert_eq!(ci.limits.memory, Some(8 << 30));
     assert!(ci.report);
+    assert_eq!(ci.home_mode, HomeMode::Fresh);
     ci.limits.timeout = None;
+    ci.limits.memory = None;
     ci.report = false;
+    ci.home_mode = HomeMode::Persistent;
     assert_eq!(ci, dev);
 }
 
@@ -573,6 +628,26 @@ fn value_errors_name_file_line_key_and_value() {
         ("[limits]\nopen_files = 0\n", &["limits.open_files = 0:"]),
         ("[limits]\nprocesses = 0\n", &["limits.processes"]),
         (
+            "[limits]\nprocesses = 5000000\n",
+            &["limits.processes = 5000000", "pid_max"],
+        ),
+        (
+            "[limits]\nmemory = \"1M\"\n",
+            &["limits.memory = \"1M\"", "at least 8M"],
+        ),
+        (
+            "[limits]\nmemory = \"4GB\"\n",
+            &["limits.memory = \"4GB\"", "suffix"],
+        ),
+        (
+            "[limits]\ncpu = \"0.001\"\n",
+            &["limits.cpu = \"0.001\"", "0.01 cores"],
+        ),
+        (
+            "[limits]\ncpu = \"two\"\n",
+            &["limits.cpu = \"two\"", "cores such as"],
+        ),
+        (
             "[filesystem]\nread = [\"/a\", \"relative/x\"]\n",
             &["filesystem.read[1] = \"relative/x\"", "absolute"],
         ),
@@ -623,6 +698,14 @@ fn value_errors_name_file_line_key_and_value() {
             &["filesystem.protect[0]", "not the workspace"],
         ),
         ("[filesystem]\nprotect = [\"~/.x\"]\n", &["relative"]),
+        (
+            "[filesystem]\nprotect = [\"a/*.json\"]\n",
+            &["filesystem.protect[0]", "one name at the workspace root"],
+        ),
+        (
+            "[filesystem]\nprotect = [\"*\"]\n",
+            &["filesystem.protect[0]", "one name at the workspace root"],
+        ),
         (
             "[filesystem.env_files]\nskip_dirs = [\"a/b\"]\n",
             &["filesystem.env_files.skip_dirs[0] = \"a/b\""],
@@ -928,4 +1011,474 @@ fn audit_file_key() {
     assert_contains(&err, &["audit.file", "relative.jsonl", "absolute"]);
     let err = f.error("version = 1\nextends = \"dev\"\n[audit]\npath = \"/x\"\n");
     assert_contains(&err, &["path"]);
+}
+
+#[test]
+fn home_key() {
+    let f = Fixture::new();
+    f.user(
+        "fresh",
+        "version = 1\nextends = \"dev\"\n[filesystem]\nhome = \"fresh\"\n[limits]\nkept_home_size = \"64M\"\n",
+    );
+    let p = f.load("fresh").unwrap();
+    assert_eq!(p.home_mode, HomeMode::Fresh);
+    assert_eq!(p.limits.kept_home_size, 64 << 20);
+    let err = f.error("version = 1\nextends = \"dev\"\n[filesystem]\nhome = \"kept\"\n");
+    assert_contains(&err, &["home", "kept"]);
+    let err = f.error("version = 1\nextends = \"dev\"\n[limits]\nkept_home_size = \"0\"\n");
+    assert_contains(&err, &["limits.kept_home_size", "greater than zero"]);
+}
+
+#[test]
+fn cgroup_limits_and_their_mode() {
+    let f = Fixture::new();
+    f.user(
+        "capped",
+        "version = 1\nextends = \"dev\"\n[limits]\nmemory = \"4G\"\ncpu = \"0.5\"\nmode = \"required\"\n",
+    );
+    let p = f.load("capped").unwrap();
+    assert_eq!(p.limits.memory, Some(4 << 30));
+    assert_eq!(p.limits.cpu_millis, Some(500));
+    assert_eq!(p.limits.processes, Some(4096), "inherited from dev");
+    for r in [Resource::Memory, Resource::Cpu, Resource::Processes] {
+        assert_eq!(p.limits.requirement(r), Requirement::Required);
+    }
+    // "none" removes an inherited cap; the mode is inherited like any key.
+    f.user(
+        "uncapped",
+        "version = 1\nextends = \"capped\"\n[limits]\nmemory = \"none\"\ncpu = \"none\"\n",
+    );
+    let p = f.load("uncapped").unwrap();
+    assert_eq!((p.limits.memory, p.limits.cpu_millis), (None, None));
+    assert_eq!(p.limits.mode, Requirement::Required);
+    // A mode that is not one of the two is refused with the line.
+    assert_contains(
+        &f.error("version = 1\nextends = \"dev\"\n[limits]\nmode = \"strict\"\n"),
+        &["line 4", "strict"],
+    );
+}
+
+#[test]
+fn limit_flags_are_checked_and_required() {
+    let f = Fixture::new();
+    let flags = |memory: Option<&str>, cpu: Option<&str>, processes: Option<&str>| CommandLine {
+        memory: memory.map(String::from),
+        cpu: cpu.map(String::from),
+        processes: processes.map(String::from),
+        ..CommandLine::default()
+    };
+    let p = load_with(
+        "dev",
+        &f.ctx,
+        Some(&flags(Some("1G"), Some("2"), Some("64"))),
+    )
+    .unwrap();
+    assert_eq!(
+        (p.limits.memory, p.limits.cpu_millis, p.limits.processes),
+        (Some(1 << 30), Some(2000), Some(64))
+    );
+    assert_eq!(
+        p.limits.from_command_line,
+        [Resource::Memory, Resource::Cpu, Resource::Processes]
+    );
+    // --memory none lifts the profile's cap and requires nothing; so does
+    // --processes none (the TOML key takes numbers only).
+    let p = load_with("ci", &f.ctx, Some(&flags(Some("none"), None, Some("none")))).unwrap();
+    assert_eq!((p.limits.memory, p.limits.processes), (None, None));
+    assert!(p.limits.from_command_line.is_empty());
+    for (cli, parts) in [
+        (
+            flags(Some("lots"), None, None),
+            ["--memory lots", "invalid size"],
+        ),
+        (flags(None, Some("0"), None), ["--cpu 0", "0.01 cores"]),
+        (
+            flags(None, None, Some("-1")),
+            ["--processes -1", "whole number"],
+        ),
+        (
+            flags(None, None, Some("0")),
+            ["--processes 0", "greater than zero"],
+        ),
+    ] {
+        let e = load_with("dev", &f.ctx, Some(&cli))
+            .unwrap_err()
+            .to_string();
+        assert_contains(&e, &parts);
+    }
+}
+
+#[test]
+fn cpu_values() {
+    assert_eq!(parse_cpu("2"), Ok(2000));
+    assert_eq!(parse_cpu("0.5"), Ok(500));
+    assert_eq!(parse_cpu(".25"), Ok(250));
+    assert_eq!(parse_cpu("1.125"), Ok(1125));
+    assert_eq!(parse_cpu("0.01"), Ok(CPU_MIN_MILLIS));
+    for bad in [
+        "", ".", "1.", "-1", "1e3", "0", "0.001", "1.0001", "2 ", "4097", "x",
+    ] {
+        assert!(parse_cpu(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(parse_cpu("0.005").unwrap_err().contains("0.01"));
+}
+
+#[test]
+fn env_tools_key() {
+    let f = Fixture::new();
+    assert!(
+        f.load("dev").unwrap().env.tools,
+        "dev passes the tools' settings"
+    );
+    f.user(
+        "notools",
+        "version = 1\nextends = \"dev\"\n[env]\ntools = false\n",
+    );
+    assert!(!f.load("notools").unwrap().env.tools);
+    let err = f.error("version = 1\nextends = \"dev\"\n[env]\ntools = \"yes\"\n");
+    assert_contains(&err, &["tools"]);
+}
+
+// ---- the command line as the last layer ------------------------------------------------
+
+#[test]
+fn the_command_line_is_merged_last() {
+    let f = Fixture::new();
+    let tools = f.ctx.workspace.parent().unwrap().join("tools");
+    fs::create_dir_all(&tools).unwrap();
+    let cli = CommandLine {
+        read: vec![("../tools".into(), tools.clone())],
+        write: vec![("/usr".into(), PathBuf::from("/usr"))],
+        network: Some(NetMode::Loopback),
+        home: Some(HomeMode::Fresh),
+        tier: Some(TierChoice::Auto),
+        env: vec!["FOO=bar".into(), "TERM".into()],
+        timeout: Some("90s".into()),
+        memory: Some("4G".into()),
+        cpu: None,
+        processes: None,
+        report: true,
+        audit: Some(PathBuf::from("/var/log/a.jsonl")),
+        ..CommandLine::default()
+    };
+    let p = load_with("readonly", &f.ctx, Some(&cli)).unwrap();
+    let base = f.load("readonly").unwrap();
+    assert_eq!(
+        (p.network, p.tier, p.report),
+        (NetMode::Loopback, TierChoice::Auto, true)
+    );
+    assert_eq!(p.limits.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(
+        (base.home_mode, p.home_mode),
+        (HomeMode::Persistent, HomeMode::Fresh)
+    );
+    // A limit from the command line is required, the profile's keep its mode.
+    assert_eq!(p.limits.memory, Some(4 << 30));
+    assert_eq!(
+        p.limits.requirement(Resource::Memory),
+        Requirement::Required
+    );
+    assert_eq!(
+        p.limits.requirement(Resource::Processes),
+        Requirement::BestEffort
+    );
+    assert_eq!(p.audit, Some(PathBuf::from("/var/log/a.jsonl")));
+    assert_eq!(
+        p.env.explicit,
+        vec![("FOO".into(), Some("bar".into())), ("TERM".into(), None)]
+    );
+    // The profile's paths first, unchanged; then the command line's, required.
+    assert_eq!(p.paths[..base.paths.len()], base.paths[..]);
+    assert_eq!(
+        p.paths[base.paths.len()..],
+        [
+            PathRule {
+                path: tools,
+                access: Access::Read,
+                optional: false,
+            },
+            PathRule {
+                path: PathBuf::from("/usr"),
+                access: Access::Write,
+                optional: false,
+            },
+        ]
+    );
+    // The rest is the profile's.
+    assert_eq!(
+        (p.hide, p.protect, p.shell),
+        (base.hide, base.protect, base.shell)
+    );
+}
+
+#[test]
+fn command_line_values_are_checked_like_a_profiles() {
+    let f = Fixture::new();
+    let err = |cli: CommandLine| {
+        load_with("dev", &f.ctx, Some(&cli))
+            .unwrap_err()
+            .to_string()
+    };
+    let ssh = f.ctx.home.join(".ssh");
+    let msg = err(CommandLine {
+        read: vec![("~/.ssh".into(), ssh.clone())],
+        ..CommandLine::default()
+    });
+    assert_eq!(
+        msg,
+        format!("--read ~/.ssh: hidden by the profile ({})", ssh.display())
+    );
+    let msg = err(CommandLine {
+        write: vec![("k".into(), ssh.join("id_ed25519"))],
+        ..CommandLine::default()
+    });
+    assert!(
+        msg.starts_with("--write k: hidden by the profile ("),
+        "{msg}"
+    );
+    assert_eq!(
+        err(CommandLine {
+            env: vec!["1BAD=x".into()],
+            ..CommandLine::default()
+        }),
+        "--env 1BAD=x: invalid variable name '1BAD'"
+    );
+    assert_contains(
+        &err(CommandLine {
+            timeout: Some("10q".into()),
+            ..CommandLine::default()
+        }),
+        &["--timeout 10q: ", "unknown unit"],
+    );
+}
+
+#[test]
+fn workspace_overlay_in_a_profile_and_on_the_command_line() {
+    let f = Fixture::new();
+    let dev = f.load("dev").unwrap();
+    assert_eq!(dev.workspace_layer, None);
+    // The profile key.
+    f.user(
+        "ov",
+        "version = 1\nextends = \"dev\"\n[filesystem]\nworkspace = \"overlay\"\n",
+    );
+    let p = f.load("ov").unwrap();
+    assert_eq!(p.workspace_access, Access::Write);
+    assert_eq!(p.workspace_layer.as_deref(), Some("default"));
+    // --overlay over a read-only profile; --layer names the layer and implies it.
+    for (cli, want) in [
+        (
+            CommandLine {
+                overlay: true,
+                ..CommandLine::default()
+            },
+            "default",
+        ),
+        (
+            CommandLine {
+                layer: Some("try-2".into()),
+                ..CommandLine::default()
+            },
+            "try-2",
+        ),
+    ] {
+        let p = load_with("readonly", &f.ctx, Some(&cli)).unwrap();
+        assert_eq!(p.workspace_access, Access::Write);
+        assert_eq!(p.workspace_layer.as_deref(), Some(want));
+    }
+    let p = load_with(
+        "ov",
+        &f.ctx,
+        Some(&CommandLine {
+            layer: Some("b".into()),
+            ..CommandLine::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!(p.workspace_layer.as_deref(), Some("b"));
+    // Bad values name the file and line, or the flag.
+    assert_contains(
+        &f.error("version = 1\nextends = \"dev\"\n[filesystem]\nworkspace = \"overlayfs\"\n"),
+        &["t.toml", "line 4", "overlayfs", "overlay"],
+    );
+    let msg = load_with(
+        "dev",
+        &f.ctx,
+        Some(&CommandLine {
+            layer: Some("../x".into()),
+            ..CommandLine::default()
+        }),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        msg,
+        "--layer ../x: invalid layer name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit"
+    );
+}
+
+#[test]
+fn required_keys_come_from_the_profile_not_the_command_line() {
+    let f = Fixture::new();
+    let text = builtin_text("dev").unwrap().replace("tier = \"full\"", "");
+    f.user("notier", &text);
+    let cli = CommandLine {
+        tier: Some(TierChoice::Full),
+        ..CommandLine::default()
+    };
+    let msg = load_with("notier", &f.ctx, Some(&cli))
+        .unwrap_err()
+        .to_string();
+    assert_contains(&msg, &["tier is not set"]);
+}
+
+// ---- [network]: the proxy's lists, --allow-host, --publish --------------------------------
+
+#[test]
+fn network_lists_are_checked_by_the_proxys_parser_with_file_and_line() {
+    let f = Fixture::new();
+    f.user(
+        "px",
+        "version = 1\nextends = \"dev\"\n[network]\nmode = \"proxy\"\nallow = [\"pkgs.example.org\", \"*.example.net\", \"git.example.com:22\"]\ndeny = [\"uploads.example.net\"]\nallow_private = [\"10.1.2.0/24\"]\n",
+    );
+    let p = f.load("px").unwrap();
+    assert_eq!(p.network, NetMode::Proxy);
+    assert_eq!(
+        p.egress.allow,
+        ["pkgs.example.org", "*.example.net", "git.example.com:22"]
+    );
+    assert_eq!(p.egress.deny, ["uploads.example.net"]);
+    assert_eq!(p.egress.allow_private, ["10.1.2.0/24"]);
+    let head = "version = 1\nextends = \"dev\"\n[network]\nmode = \"proxy\"\n";
+    for (body, parts) in [
+        (
+            "allow = [\"ok.example\",\n  \"*.com\"]\n",
+            &[
+                "t.toml:6",
+                "network.allow[1] = \"*.com\"",
+                "at least two labels",
+            ][..],
+        ),
+        ("allow = [\"a.example:0\"]\n", &["t.toml:5", "port must be"]),
+        (
+            "deny = [\"ex ample.org\"]\n",
+            &["network.deny[0]", "only letters"],
+        ),
+        (
+            "allow_private = [\"10.1.2.3/24\"]\n",
+            &["network.allow_private[0]", "host bits", "10.1.2.0/24"],
+        ),
+        ("allow = [\"::1\"]\n", &["more than one ':'"]),
+    ] {
+        assert_contains(&f.error(&format!("{head}{body}")), parts);
+    }
+    // An allow list in a profile whose mode is not proxy would do nothing: refused.
+    assert_contains(
+        &f.error("version = 1\nextends = \"dev\"\n[network]\nallow = [\"a.example\"]\n"),
+        &[
+            "t.toml:4",
+            "network.allow[0]",
+            "only in network mode \"proxy\"",
+            "mode here is \"none\"",
+        ],
+    );
+    // A child may turn a proxy parent's network off; the parent's list stays, unused.
+    f.user(
+        "off",
+        "version = 1\nextends = \"px\"\n[network]\nmode = \"none\"\n",
+    );
+    assert_eq!(f.load("off").unwrap().network, NetMode::None);
+}
+
+#[test]
+fn allow_host_switches_none_to_proxy_and_refuses_other_modes() {
+    let f = Fixture::new();
+    let cli = |net: Option<NetMode>, hosts: &[&str]| CommandLine {
+        network: net,
+        allow_host: hosts.iter().map(|h| h.to_string()).collect(),
+        ..CommandLine::default()
+    };
+    let p = load_with(
+        "dev",
+        &f.ctx,
+        Some(&cli(None, &["a.example", "*.b.example:8443"])),
+    )
+    .unwrap();
+    assert_eq!(p.network, NetMode::Proxy);
+    assert_eq!(p.egress.allow, ["a.example", "*.b.example:8443"]);
+    let p = load_with(
+        "dev",
+        &f.ctx,
+        Some(&cli(Some(NetMode::Proxy), &["a.example"])),
+    )
+    .unwrap();
+    assert_eq!(p.network, NetMode::Proxy);
+    let e = load_with(
+        "dev",
+        &f.ctx,
+        Some(&cli(Some(NetMode::Host), &["a.example"])),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_contains(&e, &["--allow-host a.example", "not --net host"]);
+    f.user(
+        "lo",
+        "version = 1\nextends = \"dev\"\n[network]\nmode = \"loopback\"\n",
+    );
+    let e = load_with("lo", &f.ctx, Some(&cli(None, &["a.example"])))
+        .unwrap_err()
+        .to_string();
+    assert_contains(&e, &["profile's mode is loopback", "--net proxy"]);
+    let e = load_with("dev", &f.ctx, Some(&cli(None, &["bad host"])))
+        .unwrap_err()
+        .to_string();
+    assert_contains(&e, &["--allow-host bad host", "only letters"]);
+    // Without --allow-host, --net proxy alone: the proxy with an empty list (all refused).
+    let p = load_with("dev", &f.ctx, Some(&cli(Some(NetMode::Proxy), &[]))).unwrap();
+    assert_eq!((p.network, p.egress.allow.len()), (NetMode::Proxy, 0));
+}
+
+#[test]
+fn publish_specs() {
+    use super::validate::parse_publish;
+    let p = |s: &str| parse_publish(s).map(|p| (p.host.to_string(), p.port, p.sandbox_port));
+    assert_eq!(p("8080"), Ok(("127.0.0.1".into(), 8080, 8080)));
+    assert_eq!(p("8080:3000"), Ok(("127.0.0.1".into(), 8080, 3000)));
+    assert_eq!(p("127.0.0.2:8080"), Ok(("127.0.0.2".into(), 8080, 8080)));
+    assert_eq!(p("127.0.0.1:9000:80"), Ok(("127.0.0.1".into(), 9000, 80)));
+    assert_eq!(p("[::1]:8080:81"), Ok(("::1".into(), 8080, 81)));
+    for (bad, why) in [
+        ("0.0.0.0:8080", "not a loopback address"),
+        ("192.168.1.5:8080", "not a loopback address"),
+        ("0", "PORT must be a port"),
+        ("8080:0", "SANDBOX_PORT must be"),
+        ("x", "PORT must be"),
+        ("[::1]8080", "[ADDR]:PORT"),
+        ("1.2.3:80", "not an IP address"),
+        ("80:80:80", "SANDBOX_PORT must be"),
+    ] {
+        let e = parse_publish(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    let f = Fixture::new();
+    let cli = |net: Option<NetMode>, publish: &[&str]| CommandLine {
+        network: net,
+        publish: publish.iter().map(|h| h.to_string()).collect(),
+        ..CommandLine::default()
+    };
+    let pol = load_with("dev", &f.ctx, Some(&cli(None, &["8080", "9000:80"]))).unwrap();
+    assert_eq!(pol.publish.len(), 2);
+    assert_eq!(pol.network, NetMode::None);
+    let e = load_with(
+        "dev",
+        &f.ctx,
+        Some(&cli(None, &["8080", "127.0.0.1:8080:81"])),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_contains(&e, &["--publish 127.0.0.1:8080:81", "already published"]);
+    let e = load_with("dev", &f.ctx, Some(&cli(Some(NetMode::Host), &["8080"])))
+        .unwrap_err()
+        .to_string();
+    assert_contains(&e, &["--publish 8080", "nothing to publish"]);
 }

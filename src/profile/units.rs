@@ -96,3 +96,45 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .checked_mul(1u64 << shift)
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
+
+/// The smallest CPU limit (thousandths of a core): the kernel refuses CFS
+/// quotas under 1 ms per 100 ms period.
+pub const CPU_MIN_MILLIS: u32 = 10;
+
+/// The largest CPU limit accepted (cores), far above any real machine.
+pub const CPU_MAX_CORES: u32 = 4096;
+
+/// `"2"`, `"0.5"`, `"1.25"` cores → thousandths of a core. At most three
+/// decimals, at least 0.01 cores.
+pub fn parse_cpu(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid cpu limit {s:?}: expected cores such as \"2\" or \"0.5\"");
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (s.contains('.') && frac.is_empty())
+    {
+        return Err(bad());
+    }
+    if frac.len() > 3 {
+        return Err(format!("invalid cpu limit {s:?}: at most three decimals"));
+    }
+    let int: u32 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    if int > CPU_MAX_CORES {
+        return Err(format!(
+            "invalid cpu limit {s:?}: more than {CPU_MAX_CORES} cores"
+        ));
+    }
+    let frac: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    let millis = int * 1000 + frac;
+    if millis < CPU_MIN_MILLIS {
+        return Err(format!(
+            "invalid cpu limit {s:?}: the smallest is 0.01 cores"
+        ));
+    }
+    Ok(millis)
+}

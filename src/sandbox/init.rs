@@ -1,17 +1,21 @@
 //! Inside the sandbox: pid 1 (sets up the namespaces' view, then reaps and
 //! forwards signals) and the command process (drops everything, then execs).
 //!
-//! Both report to the supervisor over the report pipe, one line per message:
-//! `E <text>` an error that stopped the launch, `X <code>` the command exited,
-//! `S <signal>` the command was killed by a signal.
+//! Both tell the supervisor what happened over the report pipe, in the typed
+//! messages of [`super::report`]: an error that stopped the launch, the phase
+//! timings (`-v`), the Landlock status the command process got, and the
+//! command's final status.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{Launch, landlock, limits, mount, privileges, seccomp};
+use super::cgroup::StartGate;
+use super::net::{self, Channel, Listening};
+use super::report::{self, Message};
+use super::{SandboxSpec, landlock, limits, mount, privileges, seccomp};
 use crate::sys::{self, Forked};
 
 /// Signals the init forwards to the command's process group.
@@ -30,20 +34,22 @@ pub const EXIT_SETUP: i32 = 125;
 pub const EXIT_NOEXEC: i32 = 126;
 pub const EXIT_NOTFOUND: i32 = 127;
 
-/// `-v` phase timing: one `T` line, only when timing is on.
-fn mark(launch: &Launch, fd: RawFd, phase: &str) {
-    if let Some(start) = launch.timing {
-        report(fd, 'T', &format!("{phase} {}", start.elapsed().as_micros()));
+/// `-v` phase timing, only when timing is on.
+fn mark(spec: &SandboxSpec, fd: RawFd, phase: &str) {
+    if let Some(start) = spec.command.timing {
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        report::send(
+            fd,
+            &Message::Phase {
+                name: phase.into(),
+                micros,
+            },
+        );
     }
 }
 
-fn report(fd: RawFd, kind: char, text: &str) {
-    let line = format!("{kind} {}\n", text.replace('\n', " "));
-    sys::write_all_raw(fd, line.as_bytes());
-}
-
 fn fail(fd: RawFd, code: i32, err: impl std::fmt::Display) -> ! {
-    report(fd, 'E', &err.to_string());
+    report::send(fd, &Message::Error(err.to_string()));
     sys::exit_now(code)
 }
 
@@ -68,35 +74,95 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), crate::sys::SysError> {
     Ok(())
 }
 
-/// pid 1 of the sandbox. Never returns.
-pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
+/// Wait until the supervisor has placed us in the run's cgroups (`gate`, when
+/// it must move us; nothing else is done before, so that everything the
+/// sandbox does is counted there); then make sure the kernel's OOM killer may
+/// pick us. Exits when the supervisor gave up.
+fn enter_limits(gate: Option<StartGate>, report_fd: RawFd) {
+    if let Some(gate) = gate {
+        if !gate.wait() {
+            sys::exit_now(EXIT_SETUP);
+        }
+    }
+    // A supervisor started with a negative oom_score_adj (a service with
+    // OOMScoreAdjust=-1000) would pass it on: a sandbox at its memory limit
+    // could then not be OOM-killed and would hang there, and a host-wide OOM
+    // would spare it. Raising it back to 0 needs no privilege.
+    if let Err(e) = reset_oom_score_adj(std::path::Path::new("/proc/self/oom_score_adj")) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot reset /proc/self/oom_score_adj to 0: {e}"),
+        );
+    }
+}
+
+/// Raise a negative `oom_score_adj` in `file` to 0; a value of 0 or more is
+/// left as it is (the user may want their tools killed first).
+fn reset_oom_score_adj(file: &std::path::Path) -> std::io::Result<()> {
+    let now: i32 = std::fs::read_to_string(file)?.trim().parse().unwrap_or(0);
+    if now < 0 {
+        std::fs::write(file, "0")?;
+    }
+    Ok(())
+}
+
+/// pid 1 of the sandbox. Never returns. `gate`: see [`enter_limits`].
+pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -> ! {
     // Die with the supervisor; close the race where it died before this line.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || sys::pipe_reader_gone(report_fd)
     {
         sys::exit_now(EXIT_SETUP);
     }
-    mark(launch, report_fd, "init started");
+    let moved = gate.is_some();
+    enter_limits(gate, report_fd);
+    if moved {
+        // Cloned without CLONE_NEWCGROUP: our leaf becomes the root of the
+        // sandbox's cgroup namespace only now that we are in it.
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            fail(
+                report_fd,
+                EXIT_SETUP,
+                format_args!("unshare(CLONE_NEWCGROUP) => {e}"),
+            );
+        }
+    }
+    mark(spec, report_fd, "init started");
     // The network namespace (about a third of the namespace cost) is created,
     // with loopback up, on a second thread while this one builds the mounts;
     // it is joined before the command exists. Until then the init alone is in
     // the host's network namespace, and does no networking.
-    let netns = launch.plan.new_netns.then(|| {
+    // In proxy mode the same thread creates the proxy's listeners there and sends them to
+    // the proxy process (see sandbox::net).
+    let listen = proxy_listeners(spec);
+    let netns = spec.plan.new_netns.then(|| {
         std::thread::Builder::new().stack_size(64 * 1024).spawn(
-            || -> Result<std::os::fd::OwnedFd, crate::sys::SysError> {
+            move || -> Result<std::os::fd::OwnedFd, crate::sys::SysError> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| crate::sys::SysError::new("unshare", "CLONE_NEWNET", e))?;
-                sys::loopback_up_netns_fd()
+                let ns = sys::loopback_up_netns_fd()?;
+                if let Some(listen) = listen {
+                    let (l, channel) = listen?;
+                    net::create_listeners(&l, &channel).map_err(|e| match e.errno {
+                        // The proxy is gone; the supervisor says why.
+                        nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET => {
+                            crate::sys::SysError::new("network proxy", "ended", e.errno)
+                        }
+                        _ => e,
+                    })?;
+                }
+                Ok(ns)
             },
         )
     });
-    if let Err(e) = write_id_maps(launch.uid, launch.gid) {
+    if let Err(e) = write_id_maps(spec.uid, spec.gid) {
         fail(
             report_fd,
             EXIT_SETUP,
             format_args!("cannot map user ids: {e}"),
         );
     }
-    mark(launch, report_fd, "id maps written");
+    mark(spec, report_fd, "id maps written");
     // Not dumpable: the command (same uid) cannot read /proc/1/environ, /proc/1/mem or ptrace us.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         fail(
@@ -105,11 +171,11 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             format_args!("prctl(PR_SET_DUMPABLE, 0) => {e}"),
         );
     }
-    if !launch.interactive {
+    if !spec.command.interactive {
         // Out of the caller's session: terminal signals reach the supervisor only.
         let _ = nix::unistd::setsid();
     }
-    if let Some(mounts) = &launch.mounts {
+    if let Some(mounts) = &spec.mounts {
         if let Err(e) = mount::apply(mounts) {
             fail(
                 report_fd,
@@ -118,14 +184,14 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             );
         }
     }
-    if let Err(e) = nix::unistd::sethostname(launch.hostname) {
+    if let Err(e) = nix::unistd::sethostname(spec.hostname) {
         fail(
             report_fd,
             EXIT_SETUP,
-            format_args!("sethostname({}) => {e}", launch.hostname),
+            format_args!("sethostname({}) => {e}", spec.hostname),
         );
     }
-    mark(launch, report_fd, "root built");
+    mark(spec, report_fd, "root built");
     if let Some(thread) = netns {
         let joined = match thread {
             Ok(handle) => handle.join().unwrap_or_else(|_| {
@@ -154,8 +220,12 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
             );
         }
     }
-    mark(launch, report_fd, "network up");
-    sys::close_fds_except(&[0, 1, 2, report_fd]);
+    mark(spec, report_fd, "network up");
+    start_network_helpers(spec, report_fd);
+    match spec.layer_lock {
+        Some(lock) => sys::close_fds_except(&[0, 1, 2, report_fd, lock]),
+        None => sys::close_fds_except(&[0, 1, 2, report_fd]),
+    }
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -169,11 +239,60 @@ pub fn run_init(launch: &Launch, report_fd: RawFd) -> ! {
         );
     }
     let child = match sys::fork_process() {
-        Ok(Forked::Child) => exec_command(launch, report_fd),
+        Ok(Forked::Child) => exec_command(spec, report_fd),
         Ok(Forked::Parent { child }) => child,
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
     reap_until(child, &blocked, report_fd)
+}
+
+/// The proxy's listening spec and a descriptor of the channel for the network thread (it
+/// sends the listeners itself).
+fn proxy_listeners(
+    spec: &SandboxSpec,
+) -> Option<Result<(Listening, Channel), crate::sys::SysError>> {
+    let n = spec.net.as_ref()?;
+    let l = n.proxy.clone()?;
+    Some(match &n.channel {
+        Some(c) => c.try_clone().map(|c| (l, c)),
+        None => Err(crate::sys::SysError::new(
+            "proxy channel",
+            "missing",
+            nix::errno::Errno::EBADF,
+        )),
+    })
+}
+
+/// With a proxy process: wait until it serves (it starts in parallel with our setup), then
+/// fork the connector of the published ports. The command starts only after this.
+fn start_network_helpers(spec: &SandboxSpec, report_fd: RawFd) {
+    let Some(n) = &spec.net else { return };
+    let Some(channel) = &n.channel else {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            "network proxy: no channel to the proxy process",
+        )
+    };
+    if let Err(why) = net::wait_ready(channel) {
+        fail(report_fd, EXIT_SETUP, why);
+    }
+    mark(spec, report_fd, "network proxy ready");
+    if n.publish.is_empty() {
+        return;
+    }
+    match sys::fork_process() {
+        Ok(Forked::Child) => {
+            sys::close_fds_except(&[0, 1, 2, channel.as_raw_fd()]);
+            net::run_connector(channel, &n.publish, spec.landlock.required)
+        }
+        Ok(Forked::Parent { .. }) => {}
+        Err(e) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot start the published ports' connector: {e}"),
+        ),
+    }
 }
 
 /// Reap every child; forward signals to the command's process group; when the
@@ -188,10 +307,10 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
                     Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
                 ) {
                     Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                        finish(report_fd, 'X', code, code)
+                        finish(report_fd, Message::Exited(code), code)
                     }
                     Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
-                        finish(report_fd, 'S', sig as i32, 128 + sig as i32)
+                        finish(report_fd, Message::Signaled(sig as i32), 128 + sig as i32)
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => continue,
@@ -216,29 +335,29 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
 /// So when the supervisor reads the status, no process of the sandbox is
 /// left; it need not wait for the kernel to finish tearing the namespaces
 /// down after our exit (about 1.5 ms, mostly unmounting).
-fn finish(report_fd: RawFd, kind: char, value: i32, code: i32) -> ! {
+fn finish(report_fd: RawFd, status: Message, code: i32) -> ! {
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     // Until ECHILD: nothing left.
     while let Ok(_) | Err(nix::errno::Errno::EINTR) =
         waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
     {}
-    report(report_fd, kind, &value.to_string());
+    report::send(report_fd, &status);
     sys::exit_now(code)
 }
 
 /// The command process: drop everything, then exec. Never returns.
-pub fn exec_command(launch: &Launch, report_fd: RawFd) -> ! {
-    mark(launch, report_fd, "command forked");
-    if let Err(e) = prepare_command(launch, report_fd) {
+pub fn exec_command(spec: &SandboxSpec, report_fd: RawFd) -> ! {
+    mark(spec, report_fd, "command forked");
+    if let Err(e) = prepare_command(spec, report_fd) {
         fail(report_fd, EXIT_SETUP, e);
     }
-    let name = launch.argv[0].to_string_lossy().into_owned();
-    let argv: Vec<&std::ffi::CStr> = launch.argv.iter().map(|a| a.as_c_str()).collect();
-    let envp: Vec<&std::ffi::CStr> = launch.envp.iter().map(|a| a.as_c_str()).collect();
+    let name = spec.command.argv[0].to_string_lossy().into_owned();
+    let argv: Vec<&std::ffi::CStr> = spec.command.argv.iter().map(|a| a.as_c_str()).collect();
+    let envp: Vec<&std::ffi::CStr> = spec.command.envp.iter().map(|a| a.as_c_str()).collect();
     sys::reset_signal_dispositions();
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let mut denied = None;
-    for candidate in super::env::search_path(&name, &launch.path) {
+    for candidate in super::env::search_path(&name, &spec.command.path) {
         match sys::execve(&candidate, &argv, &envp) {
             nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => {
                 continue;
@@ -296,8 +415,8 @@ enum CommandSetupError {
 /// The design's order: setsid → rlimits → close fds → chdir → drop caps →
 /// no_new_privs → Landlock → seccomp (last, so the steps before it may use
 /// any syscall).
-fn prepare_command(launch: &Launch, report_fd: RawFd) -> Result<(), CommandSetupError> {
-    if launch.interactive {
+fn prepare_command(spec: &SandboxSpec, report_fd: RawFd) -> Result<(), CommandSetupError> {
+    if spec.command.interactive {
         // Own process group in the terminal's foreground (job control works;
         // TIOCSTI is refused by seccomp).
         let me = nix::unistd::getpid();
@@ -306,27 +425,52 @@ fn prepare_command(launch: &Launch, report_fd: RawFd) -> Result<(), CommandSetup
     } else {
         nix::unistd::setsid().map_err(CommandSetupError::Session)?;
     }
-    limits::apply(&launch.limits)?;
-    std::env::set_current_dir(&launch.cwd).map_err(|source| CommandSetupError::Chdir {
-        path: launch.cwd.display().to_string(),
+    limits::apply(&spec.limits, spec.plan.rlimit_nproc)?;
+    std::env::set_current_dir(&spec.command.cwd).map_err(|source| CommandSetupError::Chdir {
+        path: spec.command.cwd.display().to_string(),
         source,
     })?;
     privileges::drop_all()?;
-    mark(launch, report_fd, "privileges dropped");
-    landlock::apply(&launch.landlock)?;
-    mark(launch, report_fd, "landlock applied");
-    seccomp::install(&launch.seccomp)?;
-    mark(launch, report_fd, "seccomp installed (exec next)");
+    mark(spec, report_fd, "privileges dropped");
+    let landlock = landlock::apply(&spec.landlock)?;
+    report::send(report_fd, &Message::Landlock(landlock));
+    mark(spec, report_fd, "landlock applied");
+    seccomp::install(&spec.seccomp)?;
+    mark(spec, report_fd, "seccomp installed (exec next)");
     Ok(())
 }
 
 /// Container tier: no namespaces. The supervisor's child becomes the command
 /// directly (the supervisor kills its process group at the end).
-pub fn run_contained(launch: &Launch, report_fd: RawFd) -> ! {
+pub fn run_container_tier(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -> ! {
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || sys::pipe_reader_gone(report_fd)
     {
         sys::exit_now(EXIT_SETUP);
     }
-    sys::close_fds_except(&[0, 1, 2, report_fd]);
-    exec_command(launch, report_fd)
+    enter_limits(gate, report_fd);
+    match spec.layer_lock {
+        Some(lock) => sys::close_fds_except(&[0, 1, 2, report_fd, lock]),
+        None => sys::close_fds_except(&[0, 1, 2, report_fd]),
+    }
+    exec_command(spec, report_fd)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_negative_oom_score_adj_is_raised_to_zero_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("oom_score_adj");
+        for (before, after) in [
+            ("-1000\n", "0"),
+            ("-1\n", "0"),
+            ("0\n", "0\n"),
+            ("500\n", "500\n"),
+        ] {
+            std::fs::write(&f, before).unwrap();
+            super::reset_oom_score_adj(&f).unwrap();
+            assert_eq!(std::fs::read_to_string(&f).unwrap(), after, "{before:?}");
+        }
+        assert!(super::reset_oom_score_adj(&dir.path().join("missing")).is_err());
+    }
 }

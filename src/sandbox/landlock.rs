@@ -30,8 +30,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset,
-    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, make_bitflags,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, make_bitflags,
 };
 use nix::errno::Errno;
 
@@ -69,6 +69,13 @@ pub struct LandlockSpec {
     /// Deny TCP `bind(2)` and `connect(2)` (ABI ≥ 4; best-effort below). Not all TCP:
     /// see [`LandlockStatus::expected`].
     pub deny_tcp: bool,
+    /// With `deny_tcp`: ports `connect(2)` may still reach (the proxy's listeners; the
+    /// proxy's own destination ports). Landlock names ports, not addresses.
+    #[serde(default)]
+    pub tcp_connect: Vec<u16>,
+    /// With `deny_tcp`: ports `bind(2)` may still take (published ports).
+    #[serde(default)]
+    pub tcp_bind: Vec<u16>,
     /// Scope abstract unix sockets and signals to the sandbox (ABI ≥ 6; best-effort below).
     pub scopes: bool,
     /// Fail when the kernel cannot enforce the filesystem rules at all.
@@ -76,7 +83,7 @@ pub struct LandlockSpec {
 }
 
 /// How much of one guarantee Landlock enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforced {
     /// Everything the guarantee needs, as far as Landlock can see it.
@@ -88,11 +95,17 @@ pub enum Enforced {
     No,
 }
 
-/// What [`apply`] enforced, per guarantee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// What [`apply`] enforced, per guarantee. The command process sends it to the
+/// supervisor (`sandbox::report`), so the report states what this run got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LandlockStatus {
     /// The kernel's Landlock ABI version; 0 when Landlock is unavailable.
     pub abi: u32,
+    /// The kernel's answer for the whole ruleset (the crate's `RulesetStatus`:
+    /// every requested right enforced, some, or none); `None` in an
+    /// expectation ([`LandlockStatus::expected`]), which has not asked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruleset: Option<Enforced>,
     pub filesystem: Enforced,
     pub tcp: Enforced,
     pub scopes: Enforced,
@@ -128,6 +141,7 @@ impl LandlockStatus {
         };
         LandlockStatus {
             abi,
+            ruleset: None,
             filesystem,
             tcp,
             scopes,
@@ -137,6 +151,7 @@ impl LandlockStatus {
     fn none(abi: u32) -> Self {
         LandlockStatus {
             abi,
+            ruleset: Some(Enforced::No),
             filesystem: Enforced::No,
             tcp: Enforced::No,
             scopes: Enforced::No,
@@ -176,12 +191,6 @@ pub enum LandlockError {
     Ruleset(#[source] landlock::RulesetError),
     #[error("landlock_restrict_self failed")]
     RestrictSelf(#[source] landlock::RulesetError),
-}
-
-/// The running kernel's Landlock ABI version, 0 when Landlock is unsupported or disabled.
-/// One syscall.
-pub fn abi() -> u32 {
-    sys::landlock_abi_version().unwrap_or(0)
 }
 
 fn unavailable_hint(errno: Errno) -> &'static str {
@@ -289,6 +298,38 @@ fn add_rules(
     Ok(ruleset)
 }
 
+/// The TCP ports `spec` excepts from `deny_tcp` (dropped by the crate, best-effort, on a
+/// kernel without Landlock TCP: there TCP is not handled at all).
+fn add_port_rules(
+    mut ruleset: RulesetCreated,
+    spec: &LandlockSpec,
+) -> Result<RulesetCreated, LandlockError> {
+    if !spec.deny_tcp {
+        return Ok(ruleset);
+    }
+    let mut ports: Vec<(u16, BitFlags<AccessNet>)> = Vec::new();
+    for (list, right) in [
+        (&spec.tcp_connect, AccessNet::ConnectTcp),
+        (&spec.tcp_bind, AccessNet::BindTcp),
+    ] {
+        for &port in list {
+            match ports.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, rights)) => *rights |= right,
+                None => ports.push((port, right.into())),
+            }
+        }
+    }
+    for (port, rights) in ports {
+        ruleset = ruleset
+            .add_rule(NetPort::new(port, rights))
+            .map_err(|source| LandlockError::Rule {
+                path: PathBuf::from(format!("tcp port {port}")),
+                source,
+            })?;
+    }
+    Ok(ruleset)
+}
+
 /// Restricts the calling thread with `spec` and reports what was enforced.
 ///
 /// With `spec.required`, a kernel without Landlock is an error and nothing is changed.
@@ -340,6 +381,7 @@ pub fn apply(spec: &LandlockSpec) -> Result<LandlockStatus, LandlockError> {
     }
     let created = ruleset.create().map_err(LandlockError::Ruleset)?;
     let created = add_rules(created, spec)?;
+    let created = add_port_rules(created, spec)?;
     let restricted = created
         .restrict_self()
         .inspect_err(|err| tracing::debug!(?err, "landlock_restrict_self failed"))
@@ -351,7 +393,14 @@ pub fn apply(spec: &LandlockSpec) -> Result<LandlockStatus, LandlockError> {
         }
         return Ok(LandlockStatus::none(abi));
     }
-    let status = LandlockStatus::expected(abi, spec);
+    let status = LandlockStatus {
+        ruleset: Some(match restricted.ruleset {
+            RulesetStatus::FullyEnforced => Enforced::Full,
+            RulesetStatus::PartiallyEnforced => Enforced::Partial,
+            RulesetStatus::NotEnforced => Enforced::No,
+        }),
+        ..LandlockStatus::expected(abi, spec)
+    };
     tracing::debug!(?status, crate_status = ?restricted.ruleset, "landlock applied");
     Ok(status)
 }

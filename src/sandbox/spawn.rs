@@ -4,7 +4,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::unistd::Pid;
 
-use super::{Launch, init};
+use nix::errno::Errno;
+
+use super::cgroup::{CgroupError, StartGate};
+use super::{SandboxSpec, init};
 use crate::plan::Tier;
 use crate::sys::{self, Forked, SysError};
 
@@ -15,6 +18,8 @@ pub enum SpawnError {
     Namespaces(SysError),
     #[error(transparent)]
     Sys(#[from] SysError),
+    #[error("cannot place the sandbox in its cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
 }
 
 /// A started sandbox: the init's pid and the read end of its report pipe.
@@ -24,8 +29,8 @@ pub struct Spawned {
 }
 
 /// The namespaces of the namespaces tier.
-fn clone_flags(launch: &Launch) -> libc::c_int {
-    match launch.plan.tier {
+fn clone_flags(spec: &SandboxSpec) -> libc::c_int {
+    match spec.plan.tier {
         Tier::Namespaces => {
             let f = libc::CLONE_NEWUSER
                 | libc::CLONE_NEWNS
@@ -43,35 +48,70 @@ fn clone_flags(launch: &Launch) -> libc::c_int {
 
 /// Start the sandbox. The caller has blocked the signals it supervises, and is
 /// single-threaded.
-pub fn spawn(launch: &Launch) -> Result<Spawned, SpawnError> {
+///
+/// With cgroups the sandbox is inside them before it does anything: on cgroup
+/// v2 it is cloned straight into its leaf (`clone3(CLONE_INTO_CGROUP)`, which
+/// also makes the leaf the root of its cgroup namespace); otherwise (v1, or a
+/// kernel or seccomp filter without clone3) it waits on a [`StartGate`] until
+/// the supervisor has moved it into every leaf, and then unshares its cgroup
+/// namespace itself.
+pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
     let (read, write) = sys::pipe_cloexec()?;
-    let flags = clone_flags(launch);
-    if launch.plan.tier == Tier::Container {
+    let mut flags = clone_flags(spec);
+    if spec.plan.tier == Tier::Container {
         // No pid namespace: orphans must come back to us to be killed.
-        super::contained::become_subreaper()?;
+        super::container_tier::become_subreaper()?;
     }
-    match sys::clone_process(flags) {
+    let into = spec.cgroup.as_ref().and_then(|c| c.clone_target());
+    let direct = into.and_then(|fd| match sys::clone_into_cgroup(flags, fd) {
+        // Kernel < 5.7 (E2BIG, EINVAL), or clone3 refused by a seccomp
+        // filter above us (ENOSYS): clone, then move the child.
+        Err(e) if matches!(e.errno, Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
+            tracing::debug!(%e, "clone3 into the cgroup refused; moving the child instead");
+            None
+        }
+        other => Some(other),
+    });
+    let (forked, gate) = match direct {
+        Some(forked) => (forked, None),
+        None => {
+            let gate = spec.cgroup.as_ref().map(|_| StartGate::new()).transpose()?;
+            if gate.is_some() {
+                // The init enters its cgroup namespace once it is in its leaf.
+                flags &= !libc::CLONE_NEWCGROUP;
+            }
+            (sys::clone_process(flags), gate)
+        }
+    };
+    match forked {
         Ok(Forked::Child) => {
             drop(read);
             let fd = write.as_raw_fd();
-            match launch.plan.tier {
-                Tier::Namespaces => init::run_init(launch, fd),
-                Tier::Container => init::run_contained(launch, fd),
+            match spec.plan.tier {
+                Tier::Namespaces => init::run_init(spec, fd, gate),
+                Tier::Container => init::run_container_tier(spec, fd, gate),
             }
         }
-        Ok(Forked::Parent { child }) => Ok(Spawned {
-            child,
-            report: read,
-        }),
+        Ok(Forked::Parent { child }) => {
+            if let (Some(gate), Some(cg)) = (gate, &spec.cgroup) {
+                if let Err(e) = cg.attach(child) {
+                    // The closed gate tells the child to exit without running anything.
+                    drop(gate);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(e.into());
+                }
+                gate.release()?;
+            }
+            Ok(Spawned {
+                child,
+                report: read,
+            })
+        }
         Err(e)
             if flags != 0
                 && matches!(
                     e.errno,
-                    nix::errno::Errno::EPERM
-                        | nix::errno::Errno::ENOSPC
-                        | nix::errno::Errno::EINVAL
-                        | nix::errno::Errno::EUSERS
-                        | nix::errno::Errno::EACCES
+                    Errno::EPERM | Errno::ENOSPC | Errno::EINVAL | Errno::EUSERS | Errno::EACCES
                 ) =>
         {
             Err(SpawnError::Namespaces(e))

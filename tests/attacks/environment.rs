@@ -98,3 +98,39 @@ attack!(env_caller_ssh_auth_sock, "environment", |c| {
     let control = c.host(script);
     assert!(control.stdout.contains(&path.display().to_string()));
 });
+
+attack!(env_credential_in_tool_setting, "environment", |c| {
+    // Tool settings pass by the built-in rules (issue 13); a credential in
+    // one must not: by npm key, by secret-looking name, by the look of the
+    // value (URL userinfo, a token as URL user, a password= flag).
+    let k = c.canary.clone();
+    for (n, v) in [
+        (
+            "PIP_INDEX_URL",
+            format!("https://user:{k}@pypi.example.org/simple"),
+        ),
+        ("GOPROXY", format!("https://u:{k}@proxy.example.org,direct")),
+        (
+            "UV_INDEX",
+            format!("corp=https://ghp_{k}{k}@uv.example.org/simple"),
+        ),
+        ("npm_config_//registry.example.org/:_authToken", k.clone()),
+        ("NPM_CONFIG__AUTH", k.clone()),
+        ("CARGO_REGISTRIES_CORP_TOKEN", k.clone()),
+        ("MAVEN_OPTS", format!("-Drepo.password={k}")),
+        ("npm_config_cache", "/tmp/npm-cache-passes".to_string()),
+    ] {
+        c.env.push((n.to_string(), v));
+    }
+    let out = c.sc(&[], "env; echo done");
+    let passed = out
+        .stdout
+        .contains("npm_config_cache=/tmp/npm-cache-passes");
+    c.seen(&format!(
+        "credentials refused, tool setting passed: {passed}"
+    ));
+    assert!(out.stdout.ends_with("done\n"), "{out:?}");
+    assert!(passed, "{out:?}");
+    c.assert_no_canary(&out);
+    c.assert_control_leaks(&c.host("env"));
+});

@@ -8,11 +8,13 @@ NR = {
     "x86_64": dict(ptrace=101, personality=135, chroot=161, mount=165, keyctl=250,
                    unshare=272, perf_event_open=298, open_by_handle_at=304, setns=308,
                    process_vm_readv=310, bpf=321, userfaultfd=323, io_uring_setup=425,
-                   clone3=435),
+                   clone3=435, chmod=90, fchmod=91, fchmodat=268, fchmodat2=452, open=2,
+                   openat=257, creat=85, mknod=133, mknodat=259, openat2=437, setxattr=188),
     "aarch64": dict(ptrace=117, personality=92, chroot=51, mount=40, keyctl=219,
                     unshare=97, perf_event_open=241, open_by_handle_at=265, setns=268,
                     process_vm_readv=270, bpf=280, userfaultfd=282, io_uring_setup=425,
-                    clone3=435),
+                    clone3=435, fchmod=52, fchmodat=53, fchmodat2=452, openat=56,
+                    mknodat=33, openat2=437, setxattr=5),
 }[platform.machine()]
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -251,6 +253,86 @@ def cmd_open_by_handle():
 def cmd_personality():
     r = sys_call("personality", 0x0400000)  # READ_IMPLIES_EXEC
     ok("persona was %#x" % r)
+
+
+AT_FDCWD = -100
+O_WRONLY, O_RDWR, O_CREAT, O_EXCL = 0o1, 0o2, 0o100, 0o200
+O_TMPFILE = 0o20000000 | os.O_DIRECTORY
+
+
+def cmd_setid(call, path, mode="0o6755"):
+    # Give PATH the setuid and setgid bits through one system call, by number (no libc
+    # wrapper in between). The chmod family works on an existing plain file (made here);
+    # the others create PATH. "-high" variants set bit 32 of the mode argument.
+    mode = int(mode, 0)
+    p = path.encode()
+    if call.endswith("-high"):
+        call, mode = call[:-5], mode | 1 << 32
+    if call in ("chmod", "fchmod", "fchmodat", "fchmodat2"):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o755))
+    if call == "chmod":
+        sys_call("chmod", p, mode)
+    elif call == "fchmod":
+        sys_call("fchmod", os.open(path, os.O_RDONLY), mode)
+    elif call == "fchmodat":
+        sys_call("fchmodat", AT_FDCWD, p, mode)
+    elif call == "fchmodat2":
+        sys_call("fchmodat2", AT_FDCWD, p, mode, 0)
+    elif call == "open":
+        sys_call("open", p, O_CREAT | O_EXCL | O_WRONLY, mode)
+    elif call == "openat":
+        sys_call("openat", AT_FDCWD, p, O_CREAT | O_EXCL | O_WRONLY, mode)
+    elif call == "creat":
+        sys_call("creat", p, mode)
+    elif call == "mknod":
+        sys_call("mknod", p, 0o100000 | mode, 0)  # S_IFREG
+    elif call == "mknodat":
+        sys_call("mknodat", AT_FDCWD, p, 0o100000 | mode, 0)
+    elif call == "tmpfile":
+        # An unnamed file in the directory, then given PATH as its name.
+        d = os.path.dirname(os.path.abspath(path)).encode()
+        fd = sys_call("openat", AT_FDCWD, d, O_TMPFILE | O_RDWR, mode)
+        # linkat(AT_SYMLINK_FOLLOW): os.link would call link(2), which does not follow.
+        if libc.linkat(AT_FDCWD, b"/proc/self/fd/%d" % fd, AT_FDCWD, p, 0x400) < 0:
+            err(ctypes.get_errno())
+    elif call == "openat2":
+        # struct open_how { u64 flags; u64 mode; u64 resolve; }
+        how = ctypes.create_string_buffer(struct.pack("<QQQ", O_CREAT | O_EXCL | O_WRONLY,
+                                                      mode, 0))
+        sys_call("openat2", AT_FDCWD, p, how, 24)
+    else:
+        raise SystemExit("unknown call " + call)
+    st = os.stat(path)
+    ok("mode %o" % st.st_mode)
+
+
+def cmd_setcap(path):
+    # A file capability (CAP_NET_RAW, effective) in security.capability, format v2:
+    # magic_etc (revision 2 | effective), then permitted/inheritable for caps 0-31 and 32-63.
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o755))
+    value = struct.pack("<IIIII", 0x02000000 | 1, 1 << 13, 0, 0, 0)
+    sys_call("setxattr", path.encode(), b"security.capability", value, len(value), 0)
+    ok("capability set")
+
+
+def cmd_watch(d, secs, ready):
+    # inotify on directory D for SECS seconds (READY is created once the watch is set):
+    # "OK <name> <name> …" with the names of the entries events were seen for.
+    import select, time
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0xfff) < 0:  # IN_ALL_EVENTS
+        err(ctypes.get_errno())
+    open(ready, "w").close()
+    end, names = time.time() + float(secs), set()
+    while time.time() < end:
+        if not select.select([fd], [], [], max(0, end - time.time()))[0]:
+            break
+        buf, off = os.read(fd, 65536), 0
+        while off < len(buf):
+            _, _, _, ln = struct.unpack_from("iIII", buf, off)
+            names.add(buf[off + 16: off + 16 + ln].rstrip(b"\0").decode())
+            off += 16 + ln
+    ok(" ".join(sorted(names)))
 
 
 def cmd_status():

@@ -326,23 +326,206 @@ attack!(secret_workspace_inside_hidden_path, "secrets", |c| {
     let key = c.plant_secret(".ssh/id_ed25519");
     let ssh = key.parent().unwrap().to_path_buf();
     // No --workspace: the workspace comes from the directory, as it does for
-    // an agent shell started in the directory it `cd`ed into.
-    let out = Out::from_output(
-        std::process::Command::new(crate::common::bin())
-            .args(["run", "--", "/bin/sh", "-c", "cat id_ed25519"])
-            .current_dir(&ssh)
-            .env("HOME", c.home())
-            .env_remove("SHELLCAGE_WORKSPACE")
-            .env_remove("SHELLCAGE_PROFILE")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap(),
-    );
-    c.seen(&out.result());
-    c.assert_no_canary(&out);
-    assert_eq!(out.code, Some(125), "{}", out.all());
-    assert!(out.all().contains("hidden by the profile"), "{}", out.all());
+    // an agent shell started in the directory it `cd`ed into (refused as a
+    // dot-directory of the home, or as hidden); named with --workspace it is
+    // still refused: the profile hides it.
+    let mut seen = Vec::new();
+    for named in [false, true] {
+        let mut cmd = std::process::Command::new(crate::common::bin());
+        cmd.arg("run");
+        if named {
+            cmd.arg("--workspace").arg(&ssh);
+        }
+        let out = Out::from_output(
+            cmd.args(["--", "/bin/sh", "-c", "cat id_ed25519"])
+                .current_dir(&ssh)
+                .env("HOME", c.home())
+                .env_remove("SHELLCAGE_WORKSPACE")
+                .env_remove("SHELLCAGE_PROFILE")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap(),
+        );
+        seen.push(out.result());
+        c.assert_no_canary(&out);
+        assert_eq!(out.code, Some(125), "{}", out.all());
+        let why = if named {
+            "hidden by the profile"
+        } else {
+            "configuration directory of your home"
+        };
+        assert!(out.all().contains(why), "{}", out.all());
+    }
+    c.seen(&seen.join(" / "));
     // Control: the same read on the host sees the key.
     let control = c.host(&format!("cat {}", key.display()));
     c.assert_control_leaks(&control);
+});
+
+// Issue 13 item 4: tool config files the default profile shows (or used to
+// hide whole) hold tokens next to settings. The sandbox shows a sanitised
+// copy: the settings are there, the token is not, however the file is read
+// (cat, the tool itself, a dotfile symlink, an include). Before, dev showed
+// ~/.cargo and ~/.gitconfig read-only, tokens included.
+
+/// Plant `text` (with `{c}` for the canary) at each `(rel, text)`, run
+/// `script` inside and on the host: inside, every `want` line shows and the
+/// canary does not; the host control sees the canary.
+fn sanitised_copy(c: &Ctx, files: &[(&str, &str)], script: &str, want: &[&str]) -> Out {
+    for (rel, text) in files {
+        c.plant(rel, &text.replace("{c}", &c.canary));
+    }
+    let out = c.sc(&[], script);
+    c.seen(&format!("code={:?} {}", out.code, out.stdout.trim()));
+    c.assert_no_canary(&out);
+    for w in want {
+        assert!(
+            out.stdout.lines().any(|l| l.trim() == *w),
+            "{w:?} missing: {out:?}"
+        );
+    }
+    c.assert_control_leaks(&c.host(script));
+    out
+}
+
+attack!(secret_cargo_config_token_in_visible_tree, "secrets", |c| {
+    sanitised_copy(
+        &c,
+        &[(
+            ".cargo/config.toml",
+            "[build]\njobs = 3\n[registries.corp]\nindex = \"sparse+https://cargo.example.org/\"\ntoken = \"{c}\"\n[registry]\nglobal-credential-providers = [\"cargo:token\"]\n",
+        )],
+        "cat ~/.cargo/config.toml; cat ~/.cargo/config.toml~ 2>/dev/null; grep -r . ~/.cargo 2>/dev/null",
+        &["jobs = 3"],
+    );
+});
+
+attack!(
+    secret_cargo_config_legacy_unparseable_is_hidden,
+    "secrets",
+    |c| {
+        // Not TOML at all: no copy can be trusted, so it stays hidden, and
+        // stderr says so (the path and why, never the content).
+        let first = sanitised_copy(
+            &c,
+            &[(".cargo/config", "token = {c}\n[[[broken\n")],
+            "cat ~/.cargo/config",
+            &[],
+        );
+        assert!(
+            first
+                .stderr
+                .contains("~/.cargo/config stays hidden: cannot parse as cargo config"),
+            "{first:?}"
+        );
+        // Once per workspace and profile; the report has it every time.
+        let out = c.sc(&["--report", "json"], "true");
+        assert!(!out.stderr.contains("stays hidden"), "{out:?}");
+        assert!(out.stderr.contains("\"shown\":\"hidden\""), "{out:?}");
+        c.assert_no_canary(&out);
+    }
+);
+
+attack!(secret_gitconfig_url_token, "secrets", |c| {
+    sanitised_copy(
+        &c,
+        &[(
+            ".gitconfig",
+            "[user]\n\tname = Sandbox Tester\n[url \"https://me:{c}@git.example.org/\"]\n\tinsteadOf = https://git.example.org/\n[http \"https://git.example.org/\"]\n\textraHeader = Authorization: Bearer {c}\n[credential]\n\thelper = store --file ~/.{c}\n",
+        )],
+        "cat ~/.gitconfig; git config --global --list; git config --get user.name",
+        &["Sandbox Tester"],
+    );
+});
+
+attack!(
+    secret_gitconfig_through_symlink_and_include,
+    "secrets",
+    |c| {
+        // A dotfile manager's symlink, and a token in an included file that the
+        // profile does not show at all: git inside reads copies of both.
+        c.plant(
+            "dotfiles/gitconfig",
+            "[user]\n\tname = Linked Tester\n[include]\n\tpath = ~/.gitconfig.local\n",
+        );
+        std::os::unix::fs::symlink(
+            c.home().join("dotfiles/gitconfig"),
+            c.home().join(".gitconfig"),
+        )
+        .unwrap();
+        sanitised_copy(
+            &c,
+            &[(
+                ".gitconfig.local",
+                "[core]\n\tautocrlf = input\n[url \"https://x:{c}@git.example.org/\"]\n\tinsteadOf = https://git.example.org/\n",
+            )],
+            "git config --get user.name; git config --get core.autocrlf; git config --list --show-origin; cat ~/.gitconfig.local",
+            &["Linked Tester", "input"],
+        );
+    }
+);
+
+attack!(secret_npmrc_token_settings_pass, "secrets", |c| {
+    // Hidden whole before: its settings now reach npm, its token does not.
+    sanitised_copy(
+        &c,
+        &[(
+            ".npmrc",
+            "fund=false\naudit=false\n//registry.example.org/:_authToken={c}\n_auth={c}\n",
+        )],
+        "npm config get fund; npm config get audit; cat ~/.npmrc; npm config list 2>&1",
+        &["false"],
+    );
+});
+
+attack!(secret_pip_conf_named_by_variable, "secrets", |c| {
+    // PIP_CONFIG_FILE passes (a tool setting); the file it names sits in a
+    // tree the profile shows read-only.
+    let conf = c.plant(
+        "conf/pip.conf",
+        &format!(
+            "[global]\nindex-url = https://me:{}@pypi.example.org/simple\ntimeout = 7\n",
+            c.canary
+        ),
+    );
+    let dir = conf.parent().unwrap().to_str().unwrap().to_string();
+    let mut c = c;
+    c.env
+        .push(("PIP_CONFIG_FILE".into(), conf.display().to_string()));
+    let script = format!(
+        "cat {0}; python3 -m pip config list 2>/dev/null",
+        conf.display()
+    );
+    let out = c.sc(&["--read", &dir], &script);
+    c.seen(&format!("code={:?} {}", out.code, out.stdout.trim()));
+    c.assert_no_canary(&out);
+    assert!(out.stdout.contains("timeout = 7"), "{out:?}");
+    assert!(
+        out.stdout.contains("https://pypi.example.org/simple"),
+        "{out:?}"
+    );
+    c.assert_control_leaks(&c.host(&script));
+});
+
+attack!(secret_sanitised_copy_is_read_only, "secrets", |c| {
+    // The copy cannot be edited, replaced, moved or unmounted from inside
+    // (so nothing planted there reaches the next run, and the host file is
+    // never touched).
+    let npmrc = c.plant(
+        ".npmrc",
+        &format!(
+            "fund=false\n//registry.example.org/:_authToken={}\n",
+            c.canary
+        ),
+    );
+    let before = std::fs::read_to_string(&npmrc).unwrap();
+    let out = c.sc(
+        &[],
+        "echo 'registry=http://evil.example/' >> ~/.npmrc; rm -f ~/.npmrc; mv ~/.npmrc ~/x; \
+         umount ~/.npmrc; chmod 666 ~/.npmrc; cat ~/.npmrc",
+    );
+    c.seen(&format!("code={:?} {}", out.code, out.stdout.trim()));
+    c.assert_no_canary(&out);
+    assert_eq!(out.stdout, "fund=false\n", "{out:?}");
+    assert_eq!(std::fs::read_to_string(&npmrc).unwrap(), before);
 });

@@ -339,9 +339,7 @@ fn refused(ws: &Workspace, home: &Path, args: &[&str], sh_mode: bool, names: &st
 
 #[test]
 fn bad_input_through_the_binary_exits_125_and_runs_nothing() {
-    if !require(sandbox_available(), "user namespaces") {
-        return;
-    }
+    needs_sandbox!();
     let _guard = crate::shared();
     let ws = Workspace::new();
     let home = Workspace::new();

@@ -61,6 +61,14 @@ pub fn wait_present(marker: &str, limit: Duration) -> bool {
     false
 }
 
+/// The parent of a live process (or zombie), `None` when it is gone.
+fn ppid_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+    let tail = stat.rsplit_once(')').map(|(_, t)| t)?;
+    tail.split_whitespace().nth(1).and_then(|p| p.parse().ok())
+}
+
 /// Children (and zombies) of the test process.
 pub fn own_children() -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -69,19 +77,31 @@ pub fn own_children() -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-        let Some(tail) = stat.rsplit_once(')').map(|(_, t)| t) else {
-            continue;
-        };
-        let ppid: Option<i32> = tail.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        if ppid == Some(me) {
+        if ppid_of(pid) == Some(me) {
             out.push(pid);
         }
     }
     out
+}
+
+/// Could a shellcage run of this test have left the cgroup `dir`? shellcage names its
+/// groups `shellcage-<supervisor pid>-…` (src/sandbox/cgroup/apply.rs). A group of a run
+/// whose supervisor is alive and not our child belongs to another test binary or another
+/// user of the host (cgroup_limits makes such groups while this runs), and directories of
+/// other names (test guards, systemd, other software) are not shellcage's; a group whose
+/// supervisor is gone, or is ours, counts.
+fn may_be_ours(dir: &Path) -> bool {
+    let Some(rest) = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("shellcage-"))
+    else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    ppid_of(pid).is_none_or(|parent| parent == std::process::id() as i32)
 }
 
 /// Directories under /sys/fs/cgroup (all hierarchies), a few levels deep.
@@ -221,7 +241,13 @@ impl Snapshot {
                 tmp.display()
             );
         }
-        let new_cg: Vec<_> = after.cgroups.difference(&self.cgroups).collect();
+        let new_cg: Vec<_> = after
+            .cgroups
+            .difference(&self.cgroups)
+            // Listed, then judged: a group another binary's run removed in
+            // between (its supervisor gone by the time we look) is no leak.
+            .filter(|d| may_be_ours(d) && d.exists())
+            .collect();
         assert!(new_cg.is_empty(), "cgroups created: {new_cg:?}");
         let new_children: Vec<_> = after
             .children

@@ -15,6 +15,14 @@ pub enum Sim {
     Bwrap,
     /// A seccomp filter refusing unshare/clone with CLONE_NEWUSER (EPERM), clone3 ENOSYS.
     Seccomp,
+    /// Ubuntu ≥ 23.10 as an unprivileged user (uid 1000 in a bwrap user
+    /// namespace): `kernel.apparmor_restrict_unprivileged_userns = 1` and
+    /// AppArmor enabled (a fake sysctl file and securityfs directory), the
+    /// process unconfined. User namespaces themselves still work, as on
+    /// Ubuntu 24.04 where the clone succeeds and only the capabilities in
+    /// the new namespace are taken away: shellcage must decide from the
+    /// settings, before any clone.
+    AppArmor,
 }
 
 /// A simulation environment; holds the compiled helper while alive.
@@ -57,6 +65,12 @@ impl Env {
                     return None;
                 }
             }
+            Sim::AppArmor => {
+                std::fs::write(dir.path().join("restrict"), "1\n").unwrap();
+                if !common::require(bwrap_works(), "bwrap") {
+                    return None;
+                }
+            }
             Sim::Seccomp => {
                 let src = dir.path().join("nouserns.c");
                 std::fs::write(&src, HELPER_SRC).unwrap();
@@ -79,6 +93,13 @@ impl Env {
         })
     }
 
+    /// [`Sim::AppArmor`]: the value of the fake
+    /// `kernel.apparmor_restrict_unprivileged_userns` (written in place, so
+    /// the bind shows it).
+    pub fn set_restrict(&self, value: &str) {
+        std::fs::write(self._dir.path().join("restrict"), format!("{value}\n")).unwrap();
+    }
+
     /// `shellcage ARGS…` inside the simulation. `ws` is writable there.
     pub fn shellcage(&self, ws: &Workspace, args: &[&str]) -> Command {
         let mut c = match self.sim {
@@ -95,14 +116,44 @@ impl Env {
                     .arg(common::bin());
                 c
             }
+            Sim::AppArmor => {
+                let restrict = self._dir.path().join("restrict");
+                let mut c = Command::new("bwrap");
+                c.args(["--unshare-user", "--uid", "1000", "--gid", "1000"])
+                    .args(["--die-with-parent", "--unshare-pid"])
+                    .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
+                    .args(["--tmpfs", "/proc/sys/kernel", "--ro-bind"])
+                    .arg(&restrict)
+                    .arg("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+                    .args(["--tmpfs", "/sys/kernel/security"])
+                    .args(["--dir", "/sys/kernel/security/apparmor"])
+                    .arg("--bind")
+                    .arg(std::env::temp_dir())
+                    .arg(std::env::temp_dir())
+                    .arg("--")
+                    .arg(common::bin());
+                c
+            }
             Sim::Seccomp => {
                 let mut c = Command::new(&self.helper);
                 c.arg(common::bin());
                 c
             }
         };
+        // A private runtime directory of this test (the shellcage-sh link, the
+        // notice markers): the host's /tmp/shellcage-UID belongs to whoever
+        // made it, and a real uid 1000's directory is "nobody's" inside the
+        // AppArmor simulation (its uid 1000 is our uid).
+        c.env("XDG_RUNTIME_DIR", self.runtime_dir());
         c.args(args).current_dir(ws.path()).stdin(Stdio::null());
         c
+    }
+
+    fn runtime_dir(&self) -> PathBuf {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self._dir.path().join("run");
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        dir
     }
 }
 

@@ -29,6 +29,8 @@ const REQUIRE_KERNEL_ENV: &str = "SHELLCAGE_TEST_REQUIRE_KERNEL";
 fn expected_status_follows_the_abi() {
     let all = LandlockSpec {
         deny_tcp: true,
+        tcp_connect: vec![],
+        tcp_bind: vec![],
         scopes: true,
         ..LandlockSpec::default()
     };
@@ -93,6 +95,8 @@ fn status_serializes_for_the_audit_record() {
         5,
         &LandlockSpec {
             deny_tcp: true,
+            tcp_connect: vec![],
+            tcp_bind: vec![],
             scopes: true,
             ..LandlockSpec::default()
         },
@@ -122,9 +126,15 @@ fn errors_name_the_path_and_the_fix() {
     assert!(msg.contains("(hint: ") && msg.contains("lsm="), "{msg}");
 }
 
+/// The running kernel's Landlock ABI version, 0 when Landlock is unavailable.
+fn abi() -> u32 {
+    sys::landlock_abi_version().unwrap_or(0)
+}
+
 #[test]
 fn abi_matches_the_kernel() {
-    let abi = abi();
+    // What the launch path plans with is what the kernel says.
+    let abi = crate::probe::Features::for_launch().landlock_abi;
     if std::env::var_os(REQUIRE_KERNEL_ENV).is_some() {
         assert!(
             abi >= 1,
@@ -395,6 +405,8 @@ impl Tree {
             dev_rw: vec!["/dev/null".into()],
             proc_path: Some("/proc".into()),
             deny_tcp,
+            tcp_connect: vec![],
+            tcp_bind: vec![],
             scopes,
             required: true,
         }
@@ -691,6 +703,8 @@ fn apply_with_fifteen_paths_is_cheap() {
             .to_vec(),
         proc_path: Some("/proc".into()),
         deny_tcp: true,
+        tcp_connect: vec![],
+        tcp_bind: vec![],
         scopes: true,
         required: true,
     };

@@ -59,6 +59,50 @@ const CLONE_NEW_FLAGS: [u64; 8] = [
     0x80, // CLONE_NEWTIME (Linux 5.6; not in every libc)
 ];
 
+/// The set-user-ID and set-group-ID mode bits (<sys/stat.h>). No file the command creates or
+/// changes may carry them on the host: the workspace is `nosuid` inside the sandbox, but not
+/// on the host, where a setuid-root binary left by a command run as root would be a local
+/// root shell for any user.
+const SETID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// The open flags that make the kernel use the mode argument: O_CREAT, and the bit of
+/// O_TMPFILE that is not O_DIRECTORY (the kernel tests that bit alone).
+const CREATE_FLAGS: [u64; 2] = [
+    libc::O_CREAT as u64,
+    (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64,
+];
+
+/// fchmodat2 (Linux 6.6): the same number on x86_64 and aarch64 (syscall numbers from 424 on
+/// are shared by every architecture). Not in every libc crate target, so defined here.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// Syscalls whose mode argument (index) sets a file's mode: refused (EPERM) when that mode
+/// carries S_ISUID or S_ISGID. mknod is here because it creates regular files too
+/// (`mknod(path, S_IFREG | 04755, 0)`). mkdir is not: the kernel drops both bits from
+/// mkdir's mode (a new directory gets S_ISGID only by inheriting it from its parent).
+const SETID_MODE_CALLS: &[(&str, libc::c_long, u8)] = &[
+    #[cfg(target_arch = "x86_64")]
+    ("chmod", libc::SYS_chmod, 1),
+    ("fchmod", libc::SYS_fchmod, 1),
+    ("fchmodat", libc::SYS_fchmodat, 2),
+    ("fchmodat2", SYS_FCHMODAT2, 2),
+    #[cfg(target_arch = "x86_64")]
+    ("creat", libc::SYS_creat, 1),
+    #[cfg(target_arch = "x86_64")]
+    ("mknod", libc::SYS_mknod, 1),
+    ("mknodat", libc::SYS_mknodat, 2),
+];
+
+/// Open calls (flags index, mode index): refused (EPERM) when they create a file (O_CREAT or
+/// O_TMPFILE) with S_ISUID or S_ISGID in the mode. Without those flags the kernel ignores the
+/// mode, so nothing is refused. openat2 reads its mode from a struct BPF cannot see: it is
+/// answered ENOSYS (see `enosys_rules`).
+const SETID_OPEN_CALLS: &[(&str, libc::c_long, u8, u8)] = &[
+    #[cfg(target_arch = "x86_64")]
+    ("open", libc::SYS_open, 1, 2),
+    ("openat", libc::SYS_openat, 2, 3),
+];
+
 /// Syscalls refused with EPERM whatever their arguments, each with the reason.
 const DENIED: &[(&str, libc::c_long)] = &[
     // Reading or writing another process's memory and registers; also a classic escape path.
@@ -138,17 +182,27 @@ const DENIED: &[(&str, libc::c_long)] = &[
 ];
 
 /// Names of the syscalls the filter refuses whatever their arguments (EPERM, or ENOSYS for
-/// clone3), for the run report and `shellcage doctor`.
-pub(super) fn denied_syscalls() -> Vec<&'static str> {
+/// clone3 and openat2).
+#[cfg(test)]
+fn denied_syscalls() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = DENIED.iter().map(|(name, _)| *name).collect();
-    names.push("clone3");
+    names.extend(["clone3", "openat2"]);
     names
 }
 
+/// Names of the syscalls refused when they would give a file S_ISUID or S_ISGID.
+pub(super) fn setid_syscalls() -> Vec<&'static str> {
+    SETID_MODE_CALLS
+        .iter()
+        .map(|(name, ..)| *name)
+        .chain(SETID_OPEN_CALLS.iter().map(|(name, ..)| *name))
+        .collect()
+}
+
 #[cfg(target_arch = "x86_64")]
-const TARGET_ARCH: TargetArch = TargetArch::x86_64;
+pub(super) const TARGET_ARCH: TargetArch = TargetArch::x86_64;
 #[cfg(target_arch = "aarch64")]
-const TARGET_ARCH: TargetArch = TargetArch::aarch64;
+pub(super) const TARGET_ARCH: TargetArch = TargetArch::aarch64;
 
 fn cond(arg: u8, op: Op, value: u64) -> Result<Cond, SeccompError> {
     // Dword: compare the low 32 bits only. Every argument filtered here is an `int` or is
@@ -169,10 +223,38 @@ fn any_flag_rules(arg: u8, flags: &[u64]) -> Result<Vec<SeccompRule>, SeccompErr
         .collect()
 }
 
+/// Matches when the mode argument `mode` carries S_ISUID or S_ISGID (low 32 bits, masked, so
+/// high bits set by the caller cannot hide them; the kernel truncates the mode to 16 bits).
+fn setid_mode_rules(mode: u8) -> Result<Vec<SeccompRule>, SeccompError> {
+    any_flag_rules(mode, &SETID_BITS)
+}
+
+/// Matches when `flags` has O_CREAT or O_TMPFILE and `mode` carries S_ISUID or S_ISGID.
+fn setid_open_rules(flags: u8, mode: u8) -> Result<Vec<SeccompRule>, SeccompError> {
+    let mut rules = Vec::new();
+    for create in CREATE_FLAGS {
+        for bit in SETID_BITS {
+            rules.push(rule(vec![
+                cond(flags, Op::MaskedEq(create), create)?,
+                cond(mode, Op::MaskedEq(bit), bit)?,
+            ])?);
+        }
+    }
+    Ok(rules)
+}
+
 /// Syscalls answered with EPERM.
 fn eperm_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
+
+    // Setuid and setgid files (see SETID_BITS): every call that sets a file's mode.
+    for &(_, nr, mode) in SETID_MODE_CALLS {
+        rules.insert(nr, setid_mode_rules(mode)?);
+    }
+    for &(_, nr, flags, mode) in SETID_OPEN_CALLS {
+        rules.insert(nr, setid_open_rules(flags, mode)?);
+    }
 
     // New namespaces (see CLONE_NEW_FLAGS); unshare(CLONE_FS), unshare(CLONE_FILES) … stay.
     rules.insert(libc::SYS_unshare, any_flag_rules(0, &CLONE_NEW_FLAGS)?);
@@ -225,7 +307,15 @@ fn eafnosupport_rules(spec: &SeccompSpec) -> Result<BTreeMap<i64, Vec<SeccompRul
 fn enosys_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
     // clone3 passes its flags in a struct that BPF cannot read, so its CLONE_NEW* flags could
     // not be checked; ENOSYS makes glibc and musl fall back to clone, which is checked.
-    BTreeMap::from([(libc::SYS_clone3, Vec::new())])
+    // openat2 (Linux 5.6) likewise passes its mode in a struct (`struct open_how`), so a
+    // setuid mode could not be seen. glibc and musl have no openat2 wrapper and never call it
+    // themselves; the programs that do (systemd, libpathrs, Go's and Rust's path-safe
+    // crates) treat ENOSYS as "kernel older than 5.6" and fall back to openat, which is
+    // checked.
+    BTreeMap::from([
+        (libc::SYS_clone3, Vec::new()),
+        (libc::SYS_openat2, Vec::new()),
+    ])
 }
 
 const fn stmt(code: u16, k: u32) -> sock_filter {
@@ -244,6 +334,8 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 /// The hand-written start of the program: architecture check, then (x86_64) the x32 check.
 /// Self-contained: it only returns or falls through to the instruction after it.
 fn prologue() -> Vec<sock_filter> {
+    // Only x86_64 appends to it (the x32 check).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut prog = vec![
         stmt(BPF_LD_W_ABS, DATA_ARCH),
         // Native ABI: skip the kill. Anything else (i386 `int 0x80`, arm32 compat) is killed:
@@ -262,61 +354,70 @@ fn prologue() -> Vec<sock_filter> {
     prog
 }
 
-/// A balanced binary search over the syscall numbers that have rules (`keys`,
-/// sorted). A number without rules returns ALLOW after about log2(keys)
-/// comparisons; one with rules falls through to the segments that follow.
+/// A balanced binary search over the syscall numbers that have rules (`keys`, sorted). A
+/// number without rules returns ALLOW after about log2(keys) comparisons; `keys[i]` jumps to
+/// entry `i` of the table that directly follows the dispatch.
 ///
-/// Why: the kernel emulates the filter for every syscall number when it is
-/// installed, to cache the ones that are always allowed, so the install costs
-/// in proportion to how far an allowed number walks. seccompiler's segments are
-/// linear chains (~400 instructions: ~390 us to install here); with this
-/// dispatch in front, the ~90% of numbers without rules stop within ~10.
+/// Why: the kernel emulates the filter for every syscall number when it is installed, to
+/// cache the ones that are always allowed, so the install costs in proportion to how far an
+/// allowed number walks (~90% of numbers stop within ~10 instructions here). And a number
+/// with rules (openat, ioctl, socket … hot in builds) reaches its own rules in as many steps,
+/// instead of walking a chain of every number with rules (seccompiler's layout: openat
+/// walked 125 instructions through it).
 fn dispatch(keys: &[u32]) -> Result<Vec<sock_filter>, SeccompError> {
     enum Node {
         Insn(sock_filter),
-        /// `jeq k`: to the first instruction after the dispatch, else next.
-        ToRules(u32),
+        /// `jeq k`: to entry `index` of the table after the dispatch, else next.
+        ToEntry(u32, usize),
     }
-    fn emit(keys: &[u32], out: &mut Vec<Node>) -> Result<(), SeccompError> {
+    fn emit(keys: &[u32], first: usize, out: &mut Vec<Node>) -> Result<(), SeccompError> {
         if keys.len() <= 4 {
-            out.extend(keys.iter().map(|&k| Node::ToRules(k)));
+            out.extend(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, &k)| Node::ToEntry(k, first + i)),
+            );
             out.push(Node::Insn(stmt(BPF_RET_K, RET_ALLOW)));
             return Ok(());
         }
         let mid = keys.len() / 2;
         let split = out.len();
         out.push(Node::Insn(stmt(BPF_RET_K, 0))); // patched below
-        emit(&keys[..mid], out)?;
+        emit(&keys[..mid], first, out)?;
         let right = u8::try_from(out.len() - split - 1)
             .map_err(|_| SeccompError::UnexpectedProgram("dispatch jump too long"))?;
         // nr >= keys[mid]: to the right half, else fall into the left half.
         out[split] = Node::Insn(jump(BPF_JMP_JGE_K, keys[mid], right, 0));
-        emit(&keys[mid..], out)
+        emit(&keys[mid..], first + mid, out)
     }
     let mut nodes = vec![Node::Insn(stmt(BPF_LD_W_ABS, DATA_NR))];
-    emit(keys, &mut nodes)?;
+    emit(keys, 0, &mut nodes)?;
     let len = nodes.len();
     nodes
         .into_iter()
         .enumerate()
         .map(|(pc, node)| match node {
             Node::Insn(insn) => Ok(insn),
-            Node::ToRules(k) => u8::try_from(len - pc - 1)
-                .map(|to_end| jump(BPF_JMP_JEQ_K, k, to_end, 0))
+            Node::ToEntry(k, index) => u8::try_from(len - pc - 1 + index)
+                .map(|offset| jump(BPF_JMP_JEQ_K, k, offset, 0))
                 .map_err(|_| SeccompError::UnexpectedProgram("dispatch jump too long")),
         })
         .collect()
 }
 
-/// Compiles one segment with seccompiler and removes its architecture check (the prologue
-/// has done it), after checking that it looks as expected.
-fn segment(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
+/// Compiles the rules of one syscall with seccompiler (`errno` when a rule matches, ALLOW
+/// otherwise) and removes its architecture check (the prologue has done it), after checking
+/// that it looks as expected: it starts by loading the syscall number, so it does not depend
+/// on the accumulator, and it ends with RET ALLOW. seccompiler's jumps are relative and stay
+/// inside what it compiled, so the block only ever returns: it is self-contained.
+fn block(
+    nr: u32,
+    rules: Vec<SeccompRule>,
     errno: u32,
     arch: TargetArch,
 ) -> Result<Vec<sock_filter>, SeccompError> {
     let filter = SeccompFilter::new(
-        rules,
+        BTreeMap::from([(i64::from(nr), rules)]),
         SeccompAction::Allow,
         SeccompAction::Errno(errno),
         arch,
@@ -330,56 +431,67 @@ fn segment(
     ];
     if !prog.starts_with(&expected_head) {
         return Err(SeccompError::UnexpectedProgram(
-            "compiled segment does not start with the architecture check and a load of the syscall number",
+            "compiled block does not start with the architecture check and a load of the syscall number",
         ));
     }
     prog.drain(..3);
     if prog.last() != Some(&stmt(BPF_RET_K, RET_ALLOW)) {
         return Err(SeccompError::UnexpectedProgram(
-            "compiled segment does not end with RET ALLOW",
+            "compiled block does not end with RET ALLOW",
         ));
     }
     Ok(prog)
 }
 
-/// Builds the filter for `spec`. Pure: no syscalls, same output for the same input.
-pub(super) fn build(spec: &SeccompSpec) -> Result<BpfProgram, SeccompError> {
-    let arch = TARGET_ARCH;
-    let (eperm, eafnosupport, enosys) = (eperm_rules()?, eafnosupport_rules(spec)?, enosys_rules());
-    let mut keys: Vec<u32> = eperm
-        .keys()
-        .chain(eafnosupport.keys())
-        .chain(enosys.keys())
-        .map(|&nr| {
-            u32::try_from(nr)
-                .map_err(|_| SeccompError::UnexpectedProgram("negative syscall number"))
-        })
-        .collect::<Result<_, _>>()?;
-    keys.sort_unstable();
-    keys.dedup();
-    let segments = [
-        segment(eperm, EPERM, arch)?,
-        segment(eafnosupport, EAFNOSUPPORT, arch)?,
-        segment(enosys, ENOSYS, arch)?,
-    ];
-    let last = segments.len() - 1;
-    let mut prog = prologue();
-    prog.extend(dispatch(&keys)?);
-    for (index, mut seg) in segments.into_iter().enumerate() {
-        if index != last {
-            let len = seg.len();
-            for (pc, insn) in seg.iter_mut().enumerate() {
-                // With Errno as the match action, RET ALLOW is only ever "no rule matched".
-                if *insn == stmt(BPF_RET_K, RET_ALLOW) {
-                    // Offset from the next instruction to the first one after this segment.
-                    let skip = u32::try_from(len - pc - 1)
-                        .map_err(|_| SeccompError::UnexpectedProgram("segment too long"))?;
-                    *insn = stmt(BPF_JMP_JA, skip);
-                }
+/// Every syscall number with rules, once, with the errno its rules answer. Refuses a number
+/// that has rules for two errnos: its block could give only one of them.
+type RuleTable = BTreeMap<u32, (u32, Vec<SeccompRule>)>;
+
+fn rule_table(spec: &SeccompSpec) -> Result<RuleTable, SeccompError> {
+    let mut table = RuleTable::new();
+    for (errno, rules) in [
+        (EPERM, eperm_rules()?),
+        (EAFNOSUPPORT, eafnosupport_rules(spec)?),
+        (ENOSYS, enosys_rules()),
+    ] {
+        for (nr, rules) in rules {
+            let nr = u32::try_from(nr)
+                .map_err(|_| SeccompError::UnexpectedProgram("negative syscall number"))?;
+            if table.insert(nr, (errno, rules)).is_some() {
+                return Err(SeccompError::UnexpectedProgram(
+                    "a syscall has rules for two errnos",
+                ));
             }
         }
-        prog.extend(seg);
     }
+    Ok(table)
+}
+
+/// Builds the filter for `spec`. Pure: no syscalls, same output for the same input.
+///
+/// Layout: prologue, dispatch, then one table entry per syscall number with rules (in
+/// number order) — `RET ERRNO` for a syscall refused whatever its arguments, else a jump to
+/// its block — then the blocks.
+pub(super) fn build(spec: &SeccompSpec) -> Result<BpfProgram, SeccompError> {
+    let table = rule_table(spec)?;
+    let keys: Vec<u32> = table.keys().copied().collect();
+    let mut entries = Vec::with_capacity(keys.len());
+    let mut blocks = Vec::new();
+    for (index, (nr, (errno, rules))) in table.into_iter().enumerate() {
+        if rules.is_empty() {
+            entries.push(stmt(BPF_RET_K, RET_ERRNO | errno));
+            continue;
+        }
+        // From the instruction after this entry to the first one of the block.
+        let offset = u32::try_from(keys.len() - index - 1 + blocks.len())
+            .map_err(|_| SeccompError::UnexpectedProgram("block table too long"))?;
+        entries.push(stmt(BPF_JMP_JA, offset));
+        blocks.extend(block(nr, rules, errno, TARGET_ARCH)?);
+    }
+    let mut prog = prologue();
+    prog.extend(dispatch(&keys)?);
+    prog.extend(entries);
+    prog.extend(blocks);
     // The kernel's limit (BPF_MAXINSNS).
     if prog.len() > 4096 {
         return Err(SeccompError::UnexpectedProgram(
@@ -418,6 +530,11 @@ mod tests {
     /// runs a seccomp filter (forward jumps only, must end in RET). Panics on anything else,
     /// so a program it accepts is also well-formed.
     fn run(prog: &[sock_filter], call: &Call) -> u32 {
+        run_counted(prog, call).0
+    }
+
+    /// [`run`], also returning how many instructions were executed.
+    fn run_counted(prog: &[sock_filter], call: &Call) -> (u32, usize) {
         let load = |offset: u32| -> u32 {
             match offset {
                 0 => call.nr,
@@ -436,9 +553,11 @@ mod tests {
         };
         let mut acc: u32 = 0;
         let mut pc = 0usize;
+        let mut steps = 0;
         loop {
             let insn = &prog[pc];
             pc += 1;
+            steps += 1;
             match insn.code {
                 BPF_LD_W_ABS => acc = load(insn.k),
                 BPF_ALU_AND_K => acc &= insn.k,
@@ -451,7 +570,7 @@ mod tests {
                     };
                     pc += usize::from(if taken { insn.jt } else { insn.jf });
                 }
-                BPF_RET_K => return insn.k,
+                BPF_RET_K => return (insn.k, steps),
                 code => panic!("unexpected BPF opcode {code:#x} at {}", pc - 1),
             }
             assert!(pc < prog.len(), "jump past the end of the program");
@@ -557,82 +676,63 @@ mod tests {
         assert!(inet().starts_with(&expected));
     }
 
-    #[test]
-    fn only_the_last_segment_allows() {
-        let prog = inet();
-        let allows = prog
-            .iter()
-            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
-            .count();
-        // Every RET ALLOW left in the program belongs to the last (ENOSYS) segment: those of
-        // the earlier segments have all become jumps to the next segment.
-        let enosys = segment(enosys_rules(), ENOSYS, TARGET_ARCH).unwrap();
-        let last_allows = enosys
-            .iter()
-            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
-            .count();
-        let dispatch_allows = dispatch(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
-            .unwrap()
-            .iter()
-            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
-            .count();
-        assert!(dispatch_allows > 0);
-        let in_dispatch = prog_dispatch_allows(&prog);
-        assert_eq!(allows, last_allows + in_dispatch);
-    }
-
-    /// RET ALLOW instructions of the dispatch (between the prologue and the first segment).
-    fn prog_dispatch_allows(prog: &[sock_filter]) -> usize {
-        let start = prologue().len();
-        let keys = dispatch_keys();
-        let len = dispatch(&keys).unwrap().len();
-        prog[start..start + len]
-            .iter()
-            .filter(|i| **i == stmt(BPF_RET_K, RET_ALLOW))
-            .count()
-    }
-
     fn dispatch_keys() -> Vec<u32> {
-        let spec = SeccompSpec { allow_inet: true };
-        let mut keys: Vec<u32> = eperm_rules()
+        rule_table(&SeccompSpec { allow_inet: true })
             .unwrap()
             .keys()
-            .chain(eafnosupport_rules(&spec).unwrap().keys())
-            .chain(enosys_rules().keys())
-            .map(|&nr| nr as u32)
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+            .copied()
+            .collect()
     }
 
-    /// Instructions executed for `call`: what the kernel's install-time
-    /// emulation walks for each syscall number.
+    /// Entry `i` of the table sends `keys[i]` to its own verdict: `RET ERRNO` for a syscall
+    /// without argument rules, else a jump to a block that reloads the syscall number and
+    /// checks it is `keys[i]`.
+    #[test]
+    fn each_entry_leads_to_its_own_syscall() {
+        let prog = inet();
+        let keys = dispatch_keys();
+        let table = rule_table(&SeccompSpec { allow_inet: true }).unwrap();
+        let start = prologue().len() + dispatch(&keys).unwrap().len();
+        for (i, (&nr, (errno, rules))) in table.iter().enumerate() {
+            let entry = &prog[start + i];
+            if rules.is_empty() {
+                assert_eq!(*entry, stmt(BPF_RET_K, RET_ERRNO | errno), "{nr}");
+                continue;
+            }
+            assert_eq!(entry.code, BPF_JMP_JA, "{nr}");
+            let target = start + i + 1 + entry.k as usize;
+            assert!(target >= start + keys.len(), "{nr}: jump into the table");
+            assert_eq!(prog[target], stmt(BPF_LD_W_ABS, DATA_NR), "{nr}");
+            assert_eq!(prog[target + 1].code, BPF_JMP_JEQ_K, "{nr}");
+            assert_eq!(prog[target + 1].k, nr, "{nr}");
+        }
+    }
+
+    /// Instructions executed for `call` by numbers without rules: what the kernel's
+    /// install-time emulation walks for each syscall number.
     fn steps(prog: &[sock_filter], call: &Call) -> usize {
-        let mut pc = 0usize;
-        let mut n = 0;
-        let mut acc: u32 = 0;
-        loop {
-            let insn = &prog[pc];
-            n += 1;
-            pc += 1;
-            match insn.code {
-                BPF_LD_W_ABS => {
-                    acc = if insn.k == 0 {
-                        call.nr
-                    } else if insn.k == 4 {
-                        call.arch
-                    } else {
-                        0
-                    }
-                }
-                BPF_JMP_JA => pc += insn.k as usize,
-                BPF_JMP_JEQ_K => pc += usize::from(if acc == insn.k { insn.jt } else { insn.jf }),
-                BPF_JMP_JGE_K => pc += usize::from(if acc >= insn.k { insn.jt } else { insn.jf }),
-                BPF_RET_K => return n,
-                _ => return n, // argument checks: only reached for numbers with rules
+        run_counted(prog, call).1
+    }
+
+    #[test]
+    fn syscalls_with_rules_reach_their_verdict_quickly() {
+        let prog = inet();
+        let mut worst = (0, 0);
+        for nr in dispatch_keys() {
+            // All-ones arguments match the most conditions of a rule before its verdict.
+            for args in [[0u64; 6], [u64::MAX; 6]] {
+                let n = steps(&prog, &call(nr as libc::c_long, &args));
+                worst = worst.max((n, nr));
             }
         }
+        assert!(
+            worst.0 <= 50,
+            "syscall {} walks {} instructions",
+            worst.1,
+            worst.0
+        );
+        let openat = call(libc::SYS_openat, &[0, 0, libc::O_RDONLY as u64, 0]);
+        assert!(steps(&prog, &openat) <= 32, "{}", steps(&prog, &openat));
     }
 
     #[test]
@@ -652,14 +752,17 @@ mod tests {
     }
 
     #[test]
-    fn dispatch_sends_exactly_the_rule_numbers_onward() {
+    fn dispatch_sends_each_rule_number_to_its_entry() {
         let keys = dispatch_keys();
-        let d = dispatch(&keys).unwrap();
-        let mut with_end = d.clone();
-        with_end.push(stmt(BPF_RET_K, 0xdead));
+        let mut prog = dispatch(&keys).unwrap();
+        // A table whose entry i returns 0x1000 + i.
+        prog.extend((0..keys.len() as u32).map(|i| stmt(BPF_RET_K, 0x1000 + i)));
         for nr in 0..600u32 {
-            let got = run(&with_end, &call(nr as libc::c_long, &[]));
-            let want = if keys.contains(&nr) { 0xdead } else { ALLOW };
+            let got = run(&prog, &call(nr as libc::c_long, &[]));
+            let want = match keys.iter().position(|&k| k == nr) {
+                Some(i) => 0x1000 + i as u32,
+                None => ALLOW,
+            };
             assert_eq!(got, want, "nr {nr}");
         }
     }
@@ -792,11 +895,92 @@ mod tests {
         }
     }
 
-    /// A segment's "no match" jump must land on the next segment's reload of the syscall
-    /// number: if it skipped it, an argument loaded by the previous segment would be compared
-    /// against syscall numbers. Provoke that with arguments equal to later segments' numbers.
     #[test]
-    fn loaded_arguments_do_not_leak_into_the_next_segment() {
+    fn fchmodat2_number_matches_libc() {
+        #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+        assert_eq!(SYS_FCHMODAT2, libc::SYS_fchmodat2);
+        // Numbers from 424 on are the same on every architecture (asm-generic and x86 tables).
+        assert_eq!(SYS_FCHMODAT2, libc::SYS_openat2 + 15);
+    }
+
+    const SUID: u64 = 0o4000;
+    const SGID: u64 = 0o2000;
+
+    #[test]
+    fn setid_modes_refused_by_every_mode_call() {
+        let prog = inet();
+        for &(name, nr, arg) in SETID_MODE_CALLS {
+            let with_mode = |mode: u64| {
+                let mut args = [3u64, 0, 0, 0];
+                args[usize::from(arg)] = mode;
+                run(&prog, &call(nr, &args))
+            };
+            for mode in [
+                SUID | 0o755,
+                SGID | 0o755,
+                SUID | SGID | 0o777,
+                SUID,
+                // mknod's mode carries the file type.
+                libc::S_IFREG as u64 | SUID | 0o755,
+                // High bits cannot hide the flags (the kernel truncates the mode).
+                (1 << 32) | SUID | 0o755,
+                (0xffff_ffff << 32) | SGID,
+                0xffff_ffff_ffff_ffff,
+            ] {
+                assert_eq!(with_mode(mode), DENY_EPERM, "{name} {mode:#o}");
+            }
+            for mode in [
+                0o755,
+                0o644,
+                0o1777,
+                0o777,
+                0,
+                0xffff_ffff_0000_0000 | 0o755,
+            ] {
+                assert_eq!(with_mode(mode), ALLOW, "{name} {mode:#o}");
+            }
+        }
+    }
+
+    #[test]
+    fn setid_modes_refused_only_when_open_creates() {
+        let prog = inet();
+        let creat = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+        let tmpfile = libc::O_TMPFILE as u64 | libc::O_RDWR as u64;
+        for &(name, nr, flags_arg, mode_arg) in SETID_OPEN_CALLS {
+            let open = |flags: u64, mode: u64| {
+                let mut args = [3u64, 0, 0, 0];
+                args[usize::from(flags_arg)] = flags;
+                args[usize::from(mode_arg)] = mode;
+                run(&prog, &call(nr, &args))
+            };
+            for flags in [
+                creat,
+                creat | libc::O_EXCL as u64,
+                tmpfile,
+                creat | (1 << 40),
+            ] {
+                for mode in [SUID | 0o755, SGID | 0o644, (1 << 33) | SUID] {
+                    assert_eq!(open(flags, mode), DENY_EPERM, "{name} {flags:#x} {mode:#o}");
+                }
+                assert_eq!(open(flags, 0o755), ALLOW, "{name} {flags:#x}");
+                assert_eq!(open(flags, 0o1777), ALLOW, "{name} {flags:#x}");
+            }
+            // Without O_CREAT or O_TMPFILE the kernel ignores the mode.
+            for flags in [0, libc::O_RDWR as u64, libc::O_DIRECTORY as u64] {
+                assert_eq!(open(flags, SUID | 0o755), ALLOW, "{name} {flags:#x}");
+            }
+        }
+        assert_eq!(
+            run(&prog, &call(libc::SYS_openat2, &[3, 0, 0, 24])),
+            RET_ERRNO | ENOSYS
+        );
+    }
+
+    /// Arguments equal to other syscalls' numbers do not change a verdict: a block compares
+    /// the number it reloaded, not what an earlier load left in the accumulator.
+    #[test]
+    fn loaded_arguments_do_not_change_the_verdict() {
         let prog = inet();
         for later in [libc::SYS_socket, libc::SYS_socketpair, libc::SYS_clone3] {
             let v = later as u64;
@@ -811,13 +995,22 @@ mod tests {
     }
 
     #[test]
-    fn segments_cover_disjoint_syscalls() {
+    fn each_syscall_has_rules_for_one_errno() {
         let eperm = eperm_rules().unwrap();
         let afn = eafnosupport_rules(&SeccompSpec { allow_inet: true }).unwrap();
         let enosys = enosys_rules();
         for nr in afn.keys().chain(enosys.keys()) {
-            assert!(!eperm.contains_key(nr), "syscall {nr} in two segments");
+            assert!(!eperm.contains_key(nr), "syscall {nr} with two errnos");
         }
-        assert_eq!(denied_syscalls().len(), DENIED.len() + 1);
+        // rule_table refuses what this test checks, so build fails closed if it ever changes.
+        assert!(rule_table(&SeccompSpec { allow_inet: false }).is_ok());
+        assert_eq!(denied_syscalls().len(), DENIED.len() + 2);
+        for &(name, nr, _) in SETID_MODE_CALLS {
+            assert!(
+                !afn.contains_key(&nr) && !enosys.contains_key(&nr),
+                "{name}"
+            );
+            assert!(!DENIED.iter().any(|&(_, d)| d == nr), "{name}");
+        }
     }
 }

@@ -1,0 +1,657 @@
+//! Protected paths inside a writable workspace (`.git/hooks`, `.envrc` …):
+//! the half of the mount plan that writes to the host.
+//!
+//! Each protected path is bound read-only over itself for the run. One that is
+//! missing cannot be bound, so its topmost missing ancestor gets a
+//! *placeholder* on the host for the run's duration (see [`place`]); the
+//! mount then holds it, and nothing can be created at or below it. Concurrent
+//! runs in one workspace share a lock on the workspace directory, and the
+//! placeholders are removed only by the last run to leave ([`cleanup`]);
+//! placeholders a SIGKILLed run left behind are taken over by the next.
+//!
+//! [`prepare`] and [`cleanup`] are the whole life cycle, so a long-lived
+//! caller (a session) can make the placeholders once and remove them at its
+//! end.
+
+mod git;
+mod place;
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::stat::SFlag;
+use serde::Serialize;
+
+use super::{MountError, Node};
+use crate::policy::{Access, Policy};
+
+pub use git::{EXCLUDE_FILE, PrivateConfig};
+pub use place::LINK_TARGET;
+use place::{Placer, Shape};
+
+/// Files in `.git` that redirect git's configuration (and so its hooks and
+/// `core.fsmonitor`) elsewhere: `commondir` points at another git directory,
+/// `config.worktree` is read when `extensions.worktreeConfig` is set. Held for
+/// the whole run: present ones read-only, missing ones by a placeholder.
+const GIT_REDIRECTS: [&str; 2] = [".git/commondir", ".git/config.worktree"];
+
+/// What protecting the workspace did on the host, and what to undo at exit.
+#[derive(Debug, Default, Serialize)]
+pub struct Protection {
+    /// Paths held by a mount for the run, and what each is.
+    #[serde(skip)]
+    pub protected: Vec<(PathBuf, Node)>,
+    /// Placeholders this run made or took over (removed at exit).
+    pub placeholders: Vec<PathBuf>,
+    /// Private copies of git config files the sandbox sees instead (merged
+    /// back at exit).
+    #[serde(skip)]
+    pub git: Vec<PrivateConfig>,
+    /// The exclude file naming the placeholders, for git inside (see
+    /// [`EXCLUDE_FILE`]); only with a private copy of the root's config.
+    #[serde(skip)]
+    pub exclude: Option<Vec<u8>>,
+    /// The protect list's root-level name patterns (`None` without any) and
+    /// the root names that matched them at the start.
+    #[serde(skip)]
+    pub patterns: Option<Vec<PathBuf>>,
+    #[serde(skip)]
+    pub matched: Vec<std::ffi::OsString>,
+    /// When the run began (a coarse clock tick), if the workspace's
+    /// repositories are checked at exit (see [`check_repositories`]).
+    #[serde(skip)]
+    pub git_check_since: Option<(i64, i64)>,
+    /// The placeholders' maker, holding the workspace lock (shared) while
+    /// they may exist.
+    #[serde(skip)]
+    placer: Option<Placer>,
+}
+
+impl Protection {
+    /// Does this run hold the workspace lock (only while protecting a
+    /// writable workspace)?
+    pub fn holds_lock(&self) -> bool {
+        self.placer.is_some()
+    }
+
+    /// Protected paths without placeholders or a lock (unit tests of the plan).
+    #[cfg(test)]
+    pub fn for_tests(protected: Vec<(PathBuf, Node)>) -> Protection {
+        Protection {
+            protected,
+            ..Protection::default()
+        }
+    }
+}
+
+pub(super) fn add(protected: &mut Vec<(PathBuf, Node)>, path: PathBuf, node: Node) {
+    if !protected.iter().any(|(p, _)| p == &path) {
+        protected.push((path, node));
+    }
+}
+
+/// Sets the umask to 0 for its lifetime: a placeholder's mode is part of its
+/// marker, so the umask must not clear bits of it.
+struct Umask(nix::sys::stat::Mode);
+
+impl Umask {
+    fn clear() -> Umask {
+        Umask(nix::sys::stat::umask(nix::sys::stat::Mode::empty()))
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        nix::sys::stat::umask(self.0);
+    }
+}
+
+/// Lock the workspace, refuse what a mount cannot hold, and find (creating
+/// placeholders where needed) every path to hold for the run. Nothing to do
+/// for a read-only workspace or an empty protect list.
+pub fn prepare(policy: &Policy) -> Result<Protection, MountError> {
+    prepare_with(policy, true)
+}
+
+/// [`prepare`] for the paths of an overlay workspace that the host's tree
+/// decides (`layer::protect`): placeholders and read-only mounts, but no
+/// private copy of `.git/config` merged back at exit and no check of the
+/// host's repositories at exit (the command's writes go to the layer; `apply`
+/// keeps git's code-execution files off the host).
+pub(super) fn prepare_for_overlay(policy: &Policy) -> Result<Protection, MountError> {
+    prepare_with(policy, false)
+}
+
+fn prepare_with(policy: &Policy, host_writes: bool) -> Result<Protection, MountError> {
+    let ws = &policy.workspace;
+    let mut out = Protection::default();
+    if policy.workspace_access != Access::Write || policy.protect.is_empty() {
+        return Ok(out);
+    }
+    if host_writes && policy.protect.iter().any(|r| r == Path::new(".git/config")) {
+        out.git_check_since = Some(crate::git::repo::tick_start());
+    }
+    let mut placer = Placer::open(ws)?;
+    let mut protected = Vec::new();
+    let umask = Umask::clear();
+    let patterns: Vec<PathBuf> = (policy.protect.iter())
+        .filter(|p| crate::policy::is_protect_pattern(p))
+        .cloned()
+        .collect();
+    // (An overlay workspace's new matches are in the layer, which apply
+    // keeps them out of: nothing to rename on the host at exit.)
+    out.patterns = (host_writes && !patterns.is_empty()).then_some(patterns);
+    let result = protect_all(policy, &mut placer, &mut protected).and_then(|matched| {
+        out.matched = matched;
+        if host_writes {
+            private_configs(policy, &placer, &mut protected, &mut out)
+        } else {
+            Ok(())
+        }
+    });
+    drop(umask);
+    out.placeholders = placer.made.iter().map(|m| m.path.clone()).collect();
+    if let Some(root) = out.git.iter().find(|g| g.host == ws.join(".git/config")) {
+        out.exclude = Some(root.exclude_file(ws, out.placeholders.iter().map(PathBuf::as_path)));
+    }
+    out.protected = protected;
+    out.placer = Some(placer);
+    if let Err(e) = result {
+        // Nothing ran: undo this run's placeholders (if no other run uses them).
+        cleanup(&out);
+        return Err(e);
+    }
+    Ok(out)
+}
+
+fn protect_all(
+    policy: &Policy,
+    placer: &mut Placer,
+    protected: &mut Vec<(PathBuf, Node)>,
+) -> Result<Vec<std::ffi::OsString>, MountError> {
+    let ws = &policy.workspace;
+    let (patterns, plain): (Vec<&PathBuf>, Vec<&PathBuf>) = policy
+        .protect
+        .iter()
+        .partition(|p| crate::policy::is_protect_pattern(p));
+    let plain: Vec<PathBuf> = plain.into_iter().cloned().collect();
+    let mut list: Vec<&Path> = plain.iter().map(PathBuf::as_path).collect();
+    // Root-level name patterns (`*.code-workspace`): what matches now is held
+    // like any protected path; what the run adds is moved aside at exit.
+    let matched = if patterns.is_empty() {
+        Vec::new()
+    } else {
+        root_matches(ws, &patterns)?
+    };
+    list.extend(matched.iter().map(Path::new));
+    // git also takes configuration from these files: held like `.git/config`
+    // when the workspace has a git directory.
+    let git_dir = placer
+        .stat(0, OsStr::new(".git"))
+        .is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits());
+    let git_protected = policy.protect.iter().any(|r| r == Path::new(".git/config"));
+    if git_dir && git_protected {
+        for rel in GIT_REDIRECTS {
+            check_git_redirect(ws, placer, rel)?;
+            list.push(Path::new(rel));
+        }
+    }
+    if git_protected {
+        list.extend(bare_guard(placer).map(Path::new));
+    }
+    let writable: Vec<&Path> = (policy.paths.iter())
+        .filter(|r| r.access == Access::Write)
+        .map(|r| r.path.as_path())
+        .collect();
+    for rel in list {
+        protect_path(placer, rel, &writable, protected)?;
+    }
+    Ok(matched)
+}
+
+/// The names at the workspace root that match one of the protect list's
+/// `patterns`.
+fn root_matches(ws: &Path, patterns: &[&PathBuf]) -> Result<Vec<std::ffi::OsString>, MountError> {
+    use std::os::unix::ffi::OsStrExt;
+    let rd = std::fs::read_dir(ws).map_err(|err| MountError::Io {
+        what: "cannot read",
+        path: ws.to_path_buf(),
+        err,
+    })?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|err| MountError::Io {
+            what: "cannot read",
+            path: ws.to_path_buf(),
+            err,
+        })?;
+        let name = entry.file_name();
+        let hit = patterns
+            .iter()
+            .any(|p| crate::policy::protect_covers(p, Path::new(&name)));
+        // Not our own names (a pattern like `*.json` would match `.mcp.json`'s
+        // placeholder: that is held anyway).
+        if hit && !name.as_bytes().ends_with(DISABLED_SUFFIX.as_bytes()) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a name the run added that matches a protect pattern is renamed to.
+const DISABLED_SUFFIX: &str = ".shellcage-disabled";
+
+/// At exit: root entries matching a protect pattern that were not there at
+/// the start (the run made them) are renamed `<name>.shellcage-disabled`
+/// (reversible), so the editor that would run them never sees them. Lines
+/// for stderr.
+fn disable_new_matches(protection: &Protection, ws: &Path) -> Vec<String> {
+    let Some(patterns) = &protection.patterns else {
+        return Vec::new();
+    };
+    let refs: Vec<&PathBuf> = patterns.iter().collect();
+    let Ok(now) = root_matches(ws, &refs) else {
+        return vec![format!(
+            "shellcage: warning: could not check {} for new files matching protected patterns (hint: look for *.code-workspace and the like before opening it)",
+            ws.display()
+        )];
+    };
+    let mut lines = Vec::new();
+    for name in now {
+        if protection.matched.contains(&name) {
+            continue;
+        }
+        let path = ws.join(&name);
+        match crate::git::files::move_aside(&path, DISABLED_SUFFIX) {
+            Ok(to) => lines.push(format!(
+                "shellcage: disabled {} (made in the sandbox; it matches the protected pattern of an editor's configuration; now {})",
+                name.to_string_lossy(),
+                to.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            Err(e) => lines.push(format!(
+                "shellcage: warning: {} was made in the sandbox and matches a protected pattern, but could not be renamed: {e} (hint: remove it before opening the project)",
+                path.display()
+            )),
+        }
+    }
+    lines
+}
+
+/// The workspace's `.git/config`, when it is held and is a regular file: a
+/// private copy for the sandbox instead of a read-only mount (see [`git`]).
+fn private_configs(
+    policy: &Policy,
+    placer: &Placer,
+    protected: &mut Vec<(PathBuf, Node)>,
+    out: &mut Protection,
+) -> Result<(), MountError> {
+    let config = policy.workspace.join(".git/config");
+    if !protected
+        .iter()
+        .any(|(p, n)| *p == config && *n == Node::File)
+    {
+        return Ok(());
+    }
+    let Some(git) = placer.find_dir(&policy.workspace.join(".git")) else {
+        return Ok(());
+    };
+    let copy = git::private_copy(
+        placer,
+        git,
+        &git::exclude_injection(),
+        crate::git::policy::MERGE_BACK,
+    )
+    .map_err(|err| MountError::Io {
+        what: "cannot make a private copy of",
+        path: config.clone(),
+        err,
+    })?;
+    if let Some(copy) = copy {
+        protected.retain(|(p, _)| *p != config);
+        out.git.push(copy);
+    }
+    Ok(())
+}
+
+/// A git redirect file that exists must be a regular file (git follows a
+/// link; a directory makes git die): anything else is refused.
+fn check_git_redirect(ws: &Path, placer: &mut Placer, rel: &str) -> Result<(), MountError> {
+    let git = placer
+        .open_dir(0, OsStr::new(".git"))
+        .map_err(|e| MountError::Io {
+            what: "cannot open",
+            path: ws.join(".git"),
+            err: e,
+        })?;
+    let name = Path::new(rel).file_name().unwrap_or_default();
+    match placer.stat(git, name) {
+        Err(_) => Ok(()),
+        Ok(st) if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits() => Ok(()),
+        Ok(st) if placer.shape_of(git, name, &st).is_some() => Ok(()),
+        Ok(_) => Err(MountError::Invalid(format!(
+            "{} is not a regular file (hint: remove it; git reads it as configuration)",
+            ws.join(rel).display()
+        ))),
+    }
+}
+
+/// The shape of the placeholder for the missing last component of `rel`
+/// (or a missing directory above it).
+fn shape_for(rel: &Path, last: bool) -> Shape {
+    if last && rel == Path::new(".git/commondir") {
+        Shape::Dot
+    } else {
+        Shape::Link
+    }
+}
+
+/// The name at the workspace root that keeps the root itself from being a
+/// git directory for the run: git takes a directory as one (also as a bare
+/// repository, when `.git` is missing or invalid) only if it has `HEAD`,
+/// `objects` and `refs` (setup.c `is_git_directory`, checked with
+/// access(X_OK), which a placeholder link to nowhere fails). `refs` when it
+/// is missing (a `HEAD` placeholder would make `git log HEAD` ambiguous),
+/// else `objects`; `None` when both exist as the project's own entries (the
+/// exit check then covers the root, see SECURITY.md).
+fn bare_guard(placer: &Placer) -> Option<&'static str> {
+    ["refs", "objects"].into_iter().find(|name| {
+        let name = OsStr::new(name);
+        match placer.stat(0, name) {
+            Err(Errno::ENOENT) => true,
+            Ok(st) => placer.shape_of(0, name, &st).is_some(),
+            Err(_) => false,
+        }
+    })
+}
+
+/// Protect `ws/rel`: itself when it exists, else its topmost missing ancestor
+/// (a new placeholder), a file ancestor, or the placeholder it lies in.
+fn protect_one(
+    placer: &mut Placer,
+    rel: &Path,
+    protected: &mut Vec<(PathBuf, Node)>,
+) -> Result<Walk, MountError> {
+    let full = placer.dir_path(0).join(rel);
+    // Already inside a protected directory (e.g. `.git/config` below a
+    // protected `.git`): covered.
+    if protected
+        .iter()
+        .any(|(p, node)| *node == Node::Dir && full.starts_with(p) && &full != p)
+    {
+        return Ok(Walk::Done);
+    }
+    let names: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut dir = 0;
+    let mut i = 0;
+    let mut retried = false;
+    while i < names.len() {
+        let (name, last) = (names[i], i + 1 == names.len());
+        let path = placer.dir_path(dir).join(name);
+        let io_err = |err| MountError::Io {
+            what: "cannot protect",
+            path: path.clone(),
+            err,
+        };
+        let st = match placer.stat(dir, name) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => {
+                let shape = shape_for(rel, last);
+                match placer.make(dir, name, shape) {
+                    Ok(true) => {
+                        add(protected, path, shape.node());
+                        return Ok(Walk::Done);
+                    }
+                    // Made by a concurrent run (or the host) meanwhile: look again.
+                    Ok(false) if !retried => {
+                        retried = true;
+                        continue;
+                    }
+                    Ok(false) => return Err(io_err(std::io::Error::from_raw_os_error(17))),
+                    Err(e) => {
+                        return Err(MountError::Io {
+                            what: "cannot create placeholder",
+                            path,
+                            err: e,
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(io_err(std::io::Error::from_raw_os_error(e as i32))),
+        };
+        let kind = st.st_mode & SFlag::S_IFMT.bits();
+        if let Some(shape) = placer.shape_of(dir, name, &st) {
+            // Left by a run that was SIGKILLed, or held by a concurrent one.
+            placer.adopt(dir, name, &st, shape);
+            add(protected, path, shape.node());
+            return Ok(Walk::Done);
+        }
+        if kind == SFlag::S_IFDIR.bits() && !last {
+            dir = placer.open_dir(dir, name).map_err(io_err)?;
+            i += 1;
+            continue;
+        }
+        if kind == SFlag::S_IFLNK.bits() {
+            // The link itself is held (it cannot be removed or retargeted);
+            // where it leads is the caller's to protect.
+            add(protected, path.clone(), Node::Link);
+            let rest = names[i + 1..].iter().map(|n| n.to_os_string()).collect();
+            return Ok(Walk::Link { at: path, rest });
+        }
+        let node = if kind == SFlag::S_IFDIR.bits() {
+            Node::Dir
+        } else {
+            // A file, or a file ancestor (`.git` in a git worktree or
+            // submodule names the git directory): nothing can be created
+            // below it, so protecting it covers the rest.
+            Node::File
+        };
+        add(protected, path, node);
+        return Ok(Walk::Done);
+    }
+    Ok(Walk::Done)
+}
+
+/// What [`protect_one`] met on the way.
+enum Walk {
+    Done,
+    /// A symlink at `at` (held), with the components still to walk below it.
+    Link {
+        at: PathBuf,
+        rest: Vec<std::ffi::OsString>,
+    },
+}
+
+/// How many symlinks one protected path may pass through (the kernel's
+/// limit for a path lookup).
+const MAX_LINKS: usize = 40;
+
+/// Protect `rel` and, when it is or passes through a symlink (a repository
+/// with `.claude -> tools/claude-config`), every link on the way (held as
+/// itself, so it cannot be removed or retargeted) and what it leads to:
+/// protected too when inside the workspace; when outside, the sandbox sees
+/// it read-only or not at all, unless it lies in a writable path
+/// (`writable`), which cannot be held: refused.
+fn protect_path(
+    placer: &mut Placer,
+    rel: &Path,
+    writable: &[&Path],
+    protected: &mut Vec<(PathBuf, Node)>,
+) -> Result<(), MountError> {
+    let ws = placer.dir_path(0).to_path_buf();
+    let mut next = rel.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let Walk::Link { at, rest } = protect_one(placer, &next, protected)? else {
+            return Ok(());
+        };
+        let (links, end) = resolve_link(&at, &rest).map_err(|err| MountError::Io {
+            what: "cannot resolve the protected symlink",
+            path: at.clone(),
+            err,
+        })?;
+        for link in links.into_iter().filter(|l| l.starts_with(&ws)) {
+            add(protected, link, Node::Link);
+        }
+        match end.strip_prefix(&ws) {
+            Ok(r) if !r.as_os_str().is_empty() => next = r.to_path_buf(),
+            Ok(_) => {
+                return Err(MountError::Invalid(format!(
+                    "protected path {} is a symlink to the workspace itself, which cannot be protected (hint: replace the link with the real file or directory)",
+                    ws.join(rel).display()
+                )));
+            }
+            Err(_) if writable.iter().any(|w| end.starts_with(w)) => {
+                return Err(MountError::Invalid(format!(
+                    "protected path {} is a symlink to {}, which the sandbox can write (hint: remove that --write path, or replace the link with the real file or directory)",
+                    ws.join(rel).display(),
+                    end.display()
+                )));
+            }
+            // Outside: read-only or invisible inside; the link is held.
+            Err(_) => return Ok(()),
+        }
+    }
+    Err(MountError::Invalid(format!(
+        "protected path {} passes through more than {MAX_LINKS} symlinks (hint: replace the links with the real file or directory)",
+        ws.join(rel).display()
+    )))
+}
+
+/// Where the symlink `at` with `rest` below it leads, resolved the way the
+/// kernel does (component by component, `..` after what a link resolved
+/// to), and the further symlinks met on the way. A missing component ends
+/// the walk there (its placeholder then holds everything below).
+fn resolve_link(
+    at: &Path,
+    rest: &[std::ffi::OsString],
+) -> std::io::Result<(Vec<PathBuf>, PathBuf)> {
+    use std::collections::VecDeque;
+    let mut cur = at.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut queue: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let splice = |queue: &mut VecDeque<_>, cur: &mut PathBuf, link: &Path| -> std::io::Result<()> {
+        let target = std::fs::read_link(link)?;
+        if target.is_absolute() {
+            *cur = PathBuf::from("/");
+        }
+        for c in target.components().rev() {
+            match c {
+                Component::Normal(n) => queue.push_front(n.to_os_string()),
+                Component::ParentDir => queue.push_front("..".into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    queue.extend(rest.iter().cloned());
+    splice(&mut queue, &mut cur, at)?;
+    let mut links = Vec::new();
+    while let Some(comp) = queue.pop_front() {
+        if comp == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&comp);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if links.len() >= MAX_LINKS {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                splice(&mut queue, &mut cur, &next)?;
+                links.push(next);
+            }
+            Ok(_) => cur = next,
+            // Missing: a placeholder there holds everything below it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                cur = next;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((links, cur))
+}
+
+/// Remove the placeholders of every run that has finished with this
+/// workspace, if no other run is using it. Called by the supervisor on every
+/// exit path (normal, signal, error).
+pub fn cleanup(protection: &Protection) {
+    let Some(placer) = &protection.placer else {
+        return;
+    };
+    let ws = placer.dir_path(0);
+    for copy in &protection.git {
+        let shown = copy.host.strip_prefix(ws).unwrap_or(&copy.host);
+        if let Some(line) = copy.finish(shown) {
+            crate::say!("{line}");
+        }
+    }
+    if placer.last_out() {
+        for (path, err) in placer.remove_all() {
+            // The user should hear about a stray entry we leave in their tree.
+            crate::say!(
+                "shellcage: warning: placeholder {} not removed: {err}",
+                path.display()
+            );
+        }
+    } else {
+        tracing::debug!("another sandbox uses the workspace; leaving placeholders to it");
+    }
+    for line in disable_new_matches(protection, ws) {
+        crate::say!("{line}");
+    }
+    if let Some(since) = protection.git_check_since {
+        for line in check_repositories(ws, since) {
+            crate::say!("{line}");
+        }
+    }
+}
+
+/// The exit step for repositories the run made or changed anywhere in the
+/// workspace (issue 8, item 1): one walk of the whole tree (no depth or count
+/// limit, no directory skipped) finds every directory git would take as a
+/// repository (and lookalikes); what in them is newer than the run's start
+/// (by ctime, which the sandbox cannot set) is neutralised: config keys that
+/// run programs or read files removed, new hooks and `commondir`s disabled,
+/// `.git` links leaving the workspace disabled (see [`crate::git::neutralise`]).
+/// The workspace's own `.git` is skipped: its config, hooks, `commondir` and
+/// `config.worktree` were held for the whole run (what changed there is the
+/// merge-back's), and so are this or a concurrent run's placeholders.
+/// Returns the lines for stderr.
+pub fn check_repositories(ws: &Path, since: (i64, i64)) -> Vec<String> {
+    use crate::git::repo::Inventory;
+    let mut after = match Inventory::scan(ws) {
+        Ok(inv) => inv,
+        Err(e) => {
+            return vec![format!(
+                "shellcage: warning: git: could not check {} for repositories the command made: {e} (hint: do not run git there before checking it)",
+                ws.display()
+            )];
+        }
+    };
+    // Not judged at all (a stamp from just before the run would look new).
+    let own = after.root.join(".git");
+    after.git_dirs.remove(&own);
+    after.links.retain(|path, link| {
+        let ours = link.snap.stamp.is_symlink()
+            && link.snap.text.as_deref() == Some(LINK_TARGET.as_bytes());
+        *path != own && !ours
+    });
+    let before = after.before_run(since);
+    let report = crate::git::neutralise::neutralise(&before, &after);
+    tracing::debug!(
+        dirs = after.dirs_read,
+        actions = report.actions.len(),
+        "repositories checked"
+    );
+    report.lines(&after.root)
+}
+
+#[cfg(test)]
+mod tests;

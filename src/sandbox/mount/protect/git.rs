@@ -1,0 +1,253 @@
+//! A private `.git/config` for the run (issue 13, item 2).
+//!
+//! git inside must be able to write its configuration (`git config`, `git
+//! remote add`, `git submodule add`, `git push -u` …) while the host's file
+//! stays protected. So the sandbox gets a private copy, next to the real one
+//! in the same git directory (`config.shellcage.<pid>`, so relative
+//! `include.path`s resolve the same), and inside the sandbox `.git/config` is
+//! a symlink to it, mounted over the host's file: git's lock-and-rename
+//! follows the link and replaces the copy; the mounted name itself cannot be
+//! removed, renamed or replaced. At exit the copy is merged into the host
+//! file key by key ([`crate::git::merge`]): keys that only name things
+//! (`user.*`, `remote.*.url`, `branch.*.merge` …) are applied, keys that make
+//! git run a program or read another file are refused and named on stderr;
+//! a key the host changed meanwhile keeps the host's value.
+//!
+//! The copy also names the run's placeholders in `core.excludesFile` (a file
+//! of the sandbox's own read-only root), so git inside never sees them as new
+//! files (`git add -A` commits none of them).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::place::Placer;
+use crate::git::config::{Config, MAX_CONFIG_SIZE};
+use crate::git::merge::merge_into_file;
+use crate::git::policy::{Context, Policy as KeyPolicy};
+
+/// Where the exclude file for the placeholders is, inside the sandbox (in its
+/// own root tmpfs, read-only after setup; never on the host).
+pub const EXCLUDE_FILE: &str = "/run/shellcage/git/exclude";
+
+/// A private copy of one git config file for the run.
+#[derive(Debug)]
+pub struct PrivateConfig {
+    /// The host's file (held for the run by the symlink mount).
+    pub host: PathBuf,
+    /// The copy the sandbox writes, in the same directory.
+    pub private: PathBuf,
+    /// What the copy held at the start (the merge's base).
+    base: Vec<u8>,
+    /// How much of `base` is the host file's text (the rest was appended).
+    host_len: usize,
+    policy: KeyPolicy,
+    git_dir: PathBuf,
+    workspace: PathBuf,
+}
+
+/// The name of this run's copy of `config`.
+fn private_name() -> String {
+    format!("config.shellcage.{}", std::process::id())
+}
+
+/// Make a private copy of `git/config` (`git` an open git directory of the
+/// placer), with `extra` appended. `None` when the host file is not a
+/// regular file git and this reader both read (too large, a syntax error):
+/// then it is only held read-only, as before.
+pub fn private_copy(
+    placer: &Placer,
+    git: usize,
+    extra: &[u8],
+    policy: KeyPolicy,
+) -> Result<Option<PrivateConfig>, std::io::Error> {
+    let dir = placer.dir_path(git).to_path_buf();
+    let host = dir.join("config");
+    let Some(text) = read_config(placer, git)? else {
+        return Ok(None);
+    };
+    if Config::parse(&text).is_err() {
+        tracing::debug!(path = %host.display(), "config not readable as git config; held read-only");
+        return Ok(None);
+    }
+    let mut base = text;
+    if !base.is_empty() && !base.ends_with(b"\n") {
+        base.push(b'\n');
+    }
+    let host_len = base.len();
+    base.extend_from_slice(extra);
+    let name = private_name();
+    let fd = placer.fd_of(git);
+    let create = || {
+        nix::fcntl::openat(
+            fd,
+            name.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+    };
+    let file = match create() {
+        // Left by a run of the same pid that was killed: ours to replace.
+        Err(Errno::EEXIST) => {
+            let _ =
+                nix::unistd::unlinkat(fd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            create()
+        }
+        r => r,
+    }
+    .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+    std::fs::File::from(file).write_all(&base)?;
+    Ok(Some(PrivateConfig {
+        host,
+        private: dir.join(name),
+        base,
+        host_len,
+        policy,
+        git_dir: dir,
+        workspace: placer.dir_path(0).to_path_buf(),
+    }))
+}
+
+/// The host's `config` in the open git directory `git`, if it is a regular
+/// file of at most [`MAX_CONFIG_SIZE`] bytes.
+fn read_config(placer: &Placer, git: usize) -> Result<Option<Vec<u8>>, std::io::Error> {
+    let fd = match nix::fcntl::openat(
+        placer.fd_of(git),
+        "config",
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
+        Err(e) => return Err(std::io::Error::from_raw_os_error(e as i32)),
+    };
+    let f = std::fs::File::from(fd);
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() > MAX_CONFIG_SIZE as u64 {
+        return Ok(None);
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    use std::io::Read;
+    f.take(MAX_CONFIG_SIZE as u64 + 1).read_to_end(&mut buf)?;
+    Ok((buf.len() <= MAX_CONFIG_SIZE).then_some(buf))
+}
+
+/// The lines appended to the root repository's copy: the exclude file.
+pub fn exclude_injection() -> Vec<u8> {
+    format!(
+        "# shellcage: this run's placeholders for missing protected paths are not files of the project\n[core]\n\texcludesFile = {EXCLUDE_FILE}\n"
+    )
+    .into_bytes()
+}
+
+/// The exclude file's text: one anchored pattern per placeholder outside
+/// `.git` (workspace-relative), special characters escaped.
+pub fn exclude_patterns<'a>(ws: &Path, placeholders: impl Iterator<Item = &'a Path>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in placeholders {
+        let Ok(rel) = p.strip_prefix(ws) else {
+            continue;
+        };
+        if rel.starts_with(".git") {
+            continue;
+        }
+        out.push(b'/');
+        for &b in rel.as_os_str().as_bytes() {
+            if matches!(b, b'*' | b'?' | b'[' | b'\\' | b'!' | b'#' | b' ') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The patterns git would read through `core.excludesFile` without the copy's
+/// own value, which replaces it (a repository's key wins over the user's):
+/// the repository's value, else the user's global one, else git's default
+/// `$XDG_CONFIG_HOME/git/ignore`. Carried into the exclude file, so the
+/// user's own ignores still apply inside. Includes are not followed; a file
+/// that is missing, not regular or over 1 MiB contributes nothing.
+fn user_excludes(repo_text: &[u8]) -> Vec<u8> {
+    const KEY: &[u8] = b"core.excludesfile";
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let value = crate::git::last_value(repo_text, KEY).or_else(|| crate::git::global_value(KEY));
+    let path = match value {
+        Some(v) => {
+            let v = Path::new(std::ffi::OsStr::from_bytes(&v));
+            match (v.strip_prefix("~/"), &home) {
+                (Ok(rest), Some(h)) => h.join(rest),
+                _ => v.to_path_buf(),
+            }
+        }
+        None => match crate::git::xdg_config_home() {
+            Some(x) => x.join("git/ignore"),
+            None => return Vec::new(),
+        },
+    };
+    if !path.is_absolute() {
+        return Vec::new();
+    }
+    let mut text = crate::git::files::read_regular(&path, MAX_CONFIG_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    text
+}
+
+impl PrivateConfig {
+    /// The exclude file for this (root) config's copy: the user's own
+    /// excludes (see [`user_excludes`]), then one pattern per placeholder.
+    pub fn exclude_file<'a>(
+        &self,
+        ws: &Path,
+        placeholders: impl Iterator<Item = &'a Path>,
+    ) -> Vec<u8> {
+        let mut out = user_excludes(&self.base[..self.host_len]);
+        out.extend(exclude_patterns(ws, placeholders));
+        out
+    }
+
+    /// Merge the sandbox's copy into the host file, remove the copy, and say
+    /// what happened (one line, names only). Called once, after the run.
+    pub fn finish(&self, display: &Path) -> Option<String> {
+        let ctx = Context {
+            existing_remotes: Vec::new(),
+            git_dir: Some(self.git_dir.clone()),
+            workspace: Some(self.workspace.clone()),
+        };
+        // Unchanged (the common case): no lock taken on the host file at all.
+        let unchanged = crate::git::files::read_regular(&self.private, MAX_CONFIG_SIZE)
+            .is_ok_and(|t| t.as_deref() == Some(&self.base[..]));
+        let result = if unchanged {
+            Ok(None)
+        } else {
+            merge_into_file(&self.host, &self.base, &self.private, &self.policy, &ctx).map(Some)
+        };
+        let line = match result {
+            Ok(None) => None,
+            Ok(Some(m)) => m.summary(&display.display().to_string()),
+            Err(e) => Some(format!(
+                "shellcage: {}: nothing merged: {e}",
+                display.display()
+            )),
+        };
+        if let Err(e) = std::fs::remove_file(&self.private) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::say!(
+                    "shellcage: warning: {} not removed: {e}",
+                    self.private.display()
+                );
+            }
+        }
+        line
+    }
+}

@@ -1,0 +1,353 @@
+//! A day of real work (issue 13): tool settings in the environment reach the
+//! real tools inside the sandbox, credentials in them do not.
+#[macro_use]
+mod common;
+use common::*;
+
+#[test]
+fn tool_settings_reach_npm_and_credentials_do_not() {
+    needs_sandbox!();
+    let (ws, home) = (Workspace::new(), Home::new());
+    let c = canary();
+    let cache = ws.path().join("npm-cache");
+    let mut cmd = shellcage(
+        Some(home.path()),
+        &[
+            "run",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+            "--report",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            "npm config get cache; npm config get fund; env",
+        ],
+    );
+    cmd.current_dir(ws.path())
+        .env("npm_config_cache", &cache)
+        .env("npm_config_fund", "false")
+        .env("PIP_FIND_LINKS", "/opt/wheels")
+        .env("CARGO_TARGET_DIR", ws.path().join("tgt"))
+        // Credentials in tool settings: by name, by npm key, by value.
+        .env("NPM_CONFIG__AUTH", format!("{c}A"))
+        .env("CARGO_REGISTRIES_CORP_TOKEN", format!("{c}B"))
+        .env(
+            "PIP_INDEX_URL",
+            format!("https://user:{c}C@pypi.example.org/simple"),
+        )
+        .env("MAVEN_OPTS", format!("-Drepo.password={c}D"));
+    let out = cmd.output().unwrap();
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    // npm itself read both settings (today: dropped, npm shows its defaults).
+    assert_eq!(lines.next(), Some(cache.to_str().unwrap()), "{text}");
+    assert_eq!(lines.next(), Some("false"), "{text}");
+    for want in [
+        "PIP_FIND_LINKS=/opt/wheels".to_string(),
+        format!("CARGO_TARGET_DIR={}", ws.path().join("tgt").display()),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
+    }
+    // No credential inside, none in the report: names only.
+    assert!(!text.contains(&c), "{text}");
+    let err = stderr(&out);
+    assert!(!err.contains(&c), "{err}");
+    for name in [
+        "NPM_CONFIG__AUTH",
+        "CARGO_REGISTRIES_CORP_TOKEN",
+        "PIP_INDEX_URL",
+        "MAVEN_OPTS",
+    ] {
+        assert!(
+            !text.contains(&format!("{name}=")),
+            "{name} passed:\n{text}"
+        );
+        assert!(err.contains(name), "report does not name {name}:\n{err}");
+    }
+}
+
+/// pyenv's pip hook rehashes after `pip install`; the shims are read-only in
+/// the sandbox. shellcage puts its exec hook on PYENV_HOOK_PATH (a generated
+/// read-only file), so pip is quiet and keeps its exit status; with the
+/// variable emptied inside (the control), pyenv complains and the status is 1.
+#[test]
+fn pip_install_through_pyenv_is_quiet_and_succeeds() {
+    needs_sandbox!();
+    let root = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+        .join(".pyenv");
+    if !root.join("shims/pip").exists() {
+        // As the unprivileged CI user the pyenv under /root is unreachable.
+        assert!(
+            !is_root() || !std::path::Path::new("/root/.pyenv").exists(),
+            "pyenv must be usable as root"
+        );
+        eprintln!("SKIP: no pyenv with pip for this user");
+        return;
+    }
+    let ws = Workspace::new();
+    tiny_wheel(ws.path());
+    let run = |prefix: &str| {
+        let script = format!(
+            "{prefix}pip install -q --no-index --find-links ./wheels --target ./t tinypkg-sc; echo rc=$?; test -f t/tinypkg_sc/__init__.py && echo installed; rm -rf t"
+        );
+        let mut c = shellcage(
+            None,
+            &[
+                "run",
+                "--workspace",
+                ws.path().to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
+        c.current_dir(ws.path()).env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root.join("shims").display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+        c.output().unwrap()
+    };
+    let fixed = run("");
+    expect_code(&fixed, 0);
+    assert_eq!(stdout(&fixed), "rc=0\ninstalled\n", "{}", stderr(&fixed));
+    assert!(!stderr(&fixed).contains("rehash"), "{}", stderr(&fixed));
+    // The control: without the hook, pip installs but pyenv's wrapper
+    // complains and fails.
+    let control = run("PYENV_HOOK_PATH= ");
+    assert_eq!(
+        stdout(&control),
+        "rc=1\ninstalled\n",
+        "{}",
+        stderr(&control)
+    );
+    assert!(
+        stderr(&control).contains("cannot rehash"),
+        "{}",
+        stderr(&control)
+    );
+    // The shims were never writable.
+    assert!(!root.join("shims/tinysc").exists());
+}
+
+/// A pure-Python wheel with one console script, built by hand (no network,
+/// no build backend): ws/wheels/tinypkg_sc-0.1-py3-none-any.whl.
+fn tiny_wheel(ws: &std::path::Path) -> std::path::PathBuf {
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "tinypkg_sc/__init__.py": b"X = 1\n",
+    "tinypkg_sc-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg-sc\nVersion: 0.1\n",
+    "tinypkg_sc-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "tinypkg_sc-0.1.dist-info/entry_points.txt": b"[console_scripts]\ntinysc = tinypkg_sc:X\n",
+}
+rows = []
+for name, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    rows.append(f"{name},sha256={digest},{len(data)}")
+rows.append("tinypkg_sc-0.1.dist-info/RECORD,,")
+files["tinypkg_sc-0.1.dist-info/RECORD"] = ("\n".join(rows) + "\n").encode()
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+"#;
+    std::fs::create_dir_all(ws.join("wheels")).unwrap();
+    let out = ws.join("wheels/tinypkg_sc-0.1-py3-none-any.whl");
+    let st = std::process::Command::new(PY)
+        .args(["-c", script])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+/// Network mode none: the tools' retry loops only delay a failure that
+/// cannot change. shellcage sets the no-network defaults where they are unset,
+/// so cargo, pip and npm give up after the first failed lookup (and the report
+/// names what was set); the control sets cargo's retries by hand, which the
+/// defaults never override, and shows cargo retrying.
+#[test]
+fn no_network_defaults_stop_the_retry_loops() {
+    needs_sandbox!();
+    let cargo_ok = std::process::Command::new("cargo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !cargo_ok {
+        assert!(!is_root(), "cargo must be usable as root");
+        eprintln!("SKIP: cargo not usable as this user");
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write(
+        "Cargo.toml",
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    ws.write("src/main.rs", "fn main() {}\n");
+    let run = |extra: &[&str], script: &str| {
+        let mut args = vec![
+            "run",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+            "--timeout",
+            "150s",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let mut c = shellcage(None, &args);
+        c.current_dir(ws.path());
+        c.output().unwrap()
+    };
+    let out = run(
+        &["--report", "json"],
+        "cargo add serde; echo cargo=$?; \
+         pip download -q --no-deps -d ./dl six; echo pip=$?; \
+         npm view left-pad --loglevel=http; echo npm=$?",
+    );
+    let (so, se) = (stdout(&out), stderr(&out));
+    for tool in ["cargo", "pip", "npm"] {
+        assert!(
+            so.contains(&format!("{tool}=")) && !so.contains(&format!("{tool}=0")),
+            "{tool} did not fail:\n{so}\n{se}"
+        );
+    }
+    // The retry loops' own words: none of them ran.
+    for retry in [
+        "spurious network error",
+        "Retrying (Retry(",
+        "attempt 2 failed",
+    ] {
+        assert!(!se.contains(retry), "{retry:?} in:\n{se}");
+    }
+    assert!(
+        se.contains(
+            r#""no_network_defaults":["CARGO_NET_RETRY","PIP_RETRIES","npm_config_fetch_retries"]"#
+        ),
+        "{se}"
+    );
+    // The control: a value the caller set wins, and cargo retries (and waits).
+    let control = run(&["--env", "CARGO_NET_RETRY=1"], "cargo add serde");
+    assert!(
+        stderr(&control).contains("spurious network error"),
+        "{}",
+        stderr(&control)
+    );
+}
+
+/// `home = "persistent"` (dev): what `pip install --user`, `cargo install`
+/// and npm's cache write lasts to the next run of the same workspace and
+/// profile, dotfiles do not. The control (`--home fresh`, what every run got
+/// before) keeps nothing, and `cargo install` fails there on the read-only
+/// ~/.cargo.
+#[test]
+fn kept_home_keeps_user_installs_and_caches() {
+    needs_sandbox!();
+    let cargo = std::process::Command::new("cargo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(cargo || !is_root(), "cargo must be usable as root");
+    let ws = Workspace::new();
+    tiny_wheel(ws.path());
+    ws.write(
+        "tool/Cargo.toml",
+        "[package]\nname = \"sc-tiny-tool\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    );
+    ws.write(
+        "tool/src/main.rs",
+        "fn main() { println!(\"tiny-tool-ran\"); }\n",
+    );
+    ws.write(
+        "pkg/package.json",
+        r#"{"name":"sc-tiny","version":"1.0.0"}"#,
+    );
+    let run = |extra: &[&str], script: &str| {
+        let mut args = vec!["run", "--workspace", ws.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let mut c = shellcage(None, &args);
+        c.current_dir(ws.path());
+        c.output().unwrap()
+    };
+    let install = format!(
+        "PIP_BREAK_SYSTEM_PACKAGES=1 {PY} -m pip install -q --user --no-index --find-links ./wheels tinypkg-sc; echo pip=$?; \
+         {} \
+         (cd pkg && npm pack -q >/dev/null && npm cache add ./sc-tiny-1.0.0.tgz); echo npm=$?; \
+         echo planted > ~/.dotfile",
+        if cargo {
+            "cargo install -q --offline --path tool --target-dir ./target; echo cargo=$?;"
+        } else {
+            ""
+        }
+    );
+    let check = format!(
+        "{PY} -c 'import tinypkg_sc; print(\"import\", tinypkg_sc.X)'; command -v tinysc; \
+         {} npm cache verify | grep Content; cat ~/.dotfile 2>/dev/null || echo no-dotfile",
+        if cargo { "sc-tiny-tool;" } else { "" }
+    );
+    let first = run(&[], &install);
+    let so = stdout(&first);
+    for tool in ["pip", "npm"].iter().chain(cargo.then_some(&"cargo")) {
+        assert!(
+            so.contains(&format!("{tool}=0")),
+            "{tool}:\n{so}\n{}",
+            stderr(&first)
+        );
+    }
+    let home = std::env::var("HOME").unwrap();
+    let second = run(&[], &check);
+    let so = stdout(&second);
+    assert!(so.contains("import 1\n"), "{so}\n{}", stderr(&second));
+    assert!(
+        so.contains(&format!("{home}/.shellcage/bin/tinysc\n")),
+        "{so}"
+    );
+    assert!(so.contains("Content verified: 1 "), "{so}");
+    assert!(!cargo || so.contains("tiny-tool-ran\n"), "{so}");
+    assert!(so.contains("no-dotfile\n"), "dotfiles are not kept: {so}");
+    // The host's own home got none of it.
+    assert!(!std::path::Path::new(&home).join(".shellcage").exists());
+
+    // The control: a fresh home keeps nothing; cargo install cannot write.
+    let control = run(&["--home", "fresh"], &check);
+    let so = stdout(&control);
+    assert!(!so.contains("import 1") && !so.contains("tinysc\n"), "{so}");
+    assert!(so.contains("Content verified: 0 "), "{so}");
+    if cargo {
+        assert!(!so.contains("tiny-tool-ran"), "{so}");
+        let failed = run(
+            &["--home", "fresh"],
+            "cargo install -q --offline --path tool --target-dir ./target2",
+        );
+        assert_ne!(failed.status.code(), Some(0));
+        assert!(
+            stderr(&failed).contains("Read-only file system"),
+            "{}",
+            stderr(&failed)
+        );
+    }
+    // `shellcage home reset` removes it; the next run starts empty.
+    let mut reset = shellcage(None, &["home", "reset", ws.path().to_str().unwrap()]);
+    let out = reset.output().unwrap();
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("removed 1 kept sandbox home"),
+        "{}",
+        stdout(&out)
+    );
+    let after = run(&[], &check);
+    assert!(
+        stdout(&after).contains("Content verified: 0 "),
+        "{}",
+        stdout(&after)
+    );
+}
