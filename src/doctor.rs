@@ -199,6 +199,7 @@ fn hints(d: &Doctor, features: &Features) -> Vec<String> {
     {
         h.push("git: `git config --global safe.bareRepository explicit` makes your git ignore bare repositories it finds by itself: a directory a command made in the workspace (HEAD, objects, refs, config) can then never run that config's programs, even while the command still runs (see SECURITY.md, git repositories the command makes)".into());
     }
+    h.extend(root_hints(features.caller));
     let mut seen = Vec::new();
     for l in &d.cgroup.limits {
         if let Some(g) = l.gap.as_ref().filter(|g| !seen.contains(&&g.hint)) {
@@ -217,6 +218,41 @@ fn hints(d: &Doctor, features: &Features) -> Vec<String> {
         }
     }
     h
+}
+
+/// Run as root: what the sandbox's mapping of root needs, and whether the
+/// id it maps root to is free here (an account or group with that id would
+/// own, or be, what the sandbox is).
+fn root_hints(caller: probe::Caller) -> Vec<String> {
+    use crate::sandbox::rootview::MAPPED_ROOT;
+    match caller {
+        probe::Caller::User => vec![],
+        probe::Caller::HostRoot => {
+            let mut h = vec![format!(
+                "run as root: the namespaces tier maps the sandbox's uid and gid 0 to {MAPPED_ROOT} (files only root may read stay closed, as for any user) and binds the workspace, home binds and writable paths through id-mapped mounts, which need ext4, xfs, btrfs or tmpfs (a run with one elsewhere is refused); the container tier cannot do this: there, hide root-only files in the profile"
+            )];
+            for (file, what) in [("/etc/passwd", "user"), ("/etc/group", "group")] {
+                if id_named_in(file, MAPPED_ROOT) {
+                    h.push(format!(
+                        "{file} has a {what} with id {MAPPED_ROOT}, which a sandbox started by root uses for its root: remove it or give it another id"
+                    ));
+                }
+            }
+            h
+        }
+        probe::Caller::NamespaceRoot => vec![
+            "run as root of a user namespace that is not the host's (a rootless container): the sandbox keeps that root, so files only it may read in the visible trees are readable inside; hide them in the profile, or run shellcage as an unprivileged user".into(),
+        ],
+    }
+}
+
+/// Does a line of the colon-separated database `file` have `id` in its third field?
+fn id_named_in(file: &str, id: u32) -> bool {
+    let id = id.to_string();
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.split(':').nth(2).is_some_and(|f| f == id))
+    })
 }
 
 /// Run the doctor; returns the exit code.

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::policy::{Access, NetMode, Policy, Requirement, Resource, TierChoice};
-use crate::probe::{Features, Gap, Userns};
+use crate::probe::{Caller, Features, Gap, Userns};
 
 /// The guarantees of the design's contract, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +193,10 @@ pub struct Plan {
     /// Set RLIMIT_NPROC to the process limit in the sandbox (namespaces tier
     /// on Linux ≥ 5.14, where it counts the sandbox's user namespace only).
     pub rlimit_nproc: bool,
+    /// Started by root of the host (namespaces tier): map the sandbox's uid
+    /// and gid 0 to an unprivileged id and bind the caller's own trees
+    /// id-mapped (see `sandbox::rootview`).
+    pub map_root: bool,
     /// Run shellcage's allowlist proxy (network mode `proxy`): its listeners inside the
     /// network namespace, the proxy process outside.
     pub proxy: bool,
@@ -274,6 +278,15 @@ pub fn plan(policy: &Policy, features: &Features) -> Result<Plan, Refusal> {
     {
         add_cgroup_limits(row, policy, features, rlimit_nproc)?;
     }
+    let map_root = tier == Tier::Namespaces && features.caller == Caller::HostRoot;
+    if features.caller != Caller::User {
+        if let Some(row) = enforcement
+            .iter_mut()
+            .find(|e| e.guarantee == Guarantee::NoPrivilege)
+        {
+            root_view(row, tier, features.caller);
+        }
+    }
     Ok(Plan {
         tier,
         new_netns: tier == Tier::Namespaces && facts.net_isolated,
@@ -286,9 +299,44 @@ pub fn plan(policy: &Policy, features: &Features) -> Result<Plan, Refusal> {
         // so TCP and UDP stay denied on a kernel without Landlock TCP rules).
         seccomp_allow_inet: !(tier == Tier::Container && facts.net_isolated),
         rlimit_nproc,
+        map_root,
         proxy: facts.network == NetMode::Proxy,
         enforcement,
     })
+}
+
+/// The "no privilege" row of a run started by root. The namespaces tier maps
+/// root of the host to an unprivileged id (root-only host files stay closed,
+/// as for any unprivileged user) and binds the caller's own trees through
+/// id-mapped mounts; a tree that cannot be id-mapped refuses the run at
+/// spawn. Without a user namespace of its own (the container tier), or as
+/// root of a user namespace that is not the host's (no id-mapped mounts of
+/// the host's filesystems), uid 0 keeps root's ownership of root's files, so
+/// the row is not full there.
+fn root_view(row: &mut Enforcement, tier: Tier, caller: Caller) {
+    let why = match (tier, caller) {
+        (Tier::Namespaces, Caller::HostRoot) => {
+            row.mechanisms.push(format!(
+                "started by root: uid and gid 0 mapped to {} outside (root-only host files unreadable); workspace, home binds and writable trees id-mapped (files stay root's)",
+                crate::probe::MAPPED_ROOT
+            ));
+            return;
+        }
+        (Tier::Container, _) => "without a user namespace uid 0 is the caller's root",
+        _ => {
+            "root of a user namespace that is not the host's (a rootless container) cannot make the id-mapped mounts that would let its sandbox run as another id, so uid 0 inside is that root"
+        }
+    };
+    if row.status == Strength::Full {
+        row.status = Strength::Partial;
+    }
+    let note = format!(
+        "started by root: {why}, and files of the visible trees that only root may read (a 0600 key under /etc) are readable; hide them in the profile, or run as root of the host in the namespaces tier, which maps root to an unprivileged id"
+    );
+    row.note = Some(match row.note.take() {
+        Some(n) => format!("{n}; {note}"),
+        None => note,
+    });
 }
 
 /// The oldest kernel that mounts overlayfs in a user namespace (with `userxattr`).
@@ -919,6 +967,55 @@ mod tests {
         for g in Guarantee::ALL {
             assert_eq!(status(&p, g), Strength::Full, "{g:?}");
         }
+    }
+
+    #[test]
+    fn root_is_mapped_in_the_namespaces_tier_and_not_full_in_the_container_tier() {
+        let row = |p: &Plan| {
+            p.enforcement
+                .iter()
+                .find(|e| e.guarantee == Guarantee::NoPrivilege)
+                .unwrap()
+                .clone()
+        };
+        let root = Features {
+            caller: Caller::HostRoot,
+            ..features(7)
+        };
+        let p = plan(&policy(), &root).unwrap();
+        let ns = row(&p);
+        assert_eq!(ns.status, Strength::Full);
+        assert!(
+            ns.mechanisms
+                .iter()
+                .any(|m| m.contains("mapped to 2000000000")),
+            "{ns:?}"
+        );
+        let mut pol = policy();
+        pol.tier = TierChoice::Container;
+        let ct = row(&plan(&pol, &root).unwrap());
+        assert_eq!(ct.status, Strength::Partial);
+        assert!(
+            ct.note
+                .unwrap()
+                .contains("without a user namespace uid 0 is the caller's root")
+        );
+        assert!(p.map_root);
+        // Root of a rootless container's namespace: no mapping, not full.
+        let nested = Features {
+            caller: Caller::NamespaceRoot,
+            ..features(7)
+        };
+        let p = plan(&policy(), &nested).unwrap();
+        assert!(!p.map_root);
+        let nr = row(&p);
+        assert_eq!(nr.status, Strength::Partial);
+        assert!(nr.note.unwrap().contains("not the host's"));
+        // An unprivileged caller: no change in either tier.
+        let user = row(&plan(&pol, &features(7)).unwrap());
+        assert_eq!((user.status, user.note), (Strength::Full, None));
+        let user = row(&plan(&policy(), &features(7)).unwrap());
+        assert!(!user.mechanisms.iter().any(|m| m.contains("root")));
     }
 
     #[test]

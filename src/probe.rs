@@ -10,6 +10,55 @@ use serde::Serialize;
 
 use crate::policy::Resource;
 
+/// The host uid and gid that 0 of a sandbox started by root is mapped to.
+///
+/// Not 65534 (`nobody`): host daemons run as nobody, and a host process with
+/// the sandbox's uid could signal or ptrace its processes and reach its files
+/// through `/proc/PID/root`; files owned by nobody would be the sandbox's own.
+/// This id is in the range systemd documents as unused (1879048192 to
+/// 2147352575: above the ids handed to containers, below the "foreign" range
+/// and below 2^31, which some tools read as signed), so no account, process
+/// or file has it; `doctor` says when /etc/passwd or /etc/group does name it.
+pub const MAPPED_ROOT: u32 = 2_000_000_000;
+// Not nobody, below 2^31, outside systemd's container and "foreign" ranges.
+const _: () =
+    assert!(MAPPED_ROOT != 65534 && MAPPED_ROOT > 1_879_048_191 && MAPPED_ROOT < 2_147_352_576);
+
+/// Who runs shellcage, as far as the sandbox's view of the host goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Caller {
+    /// A user other than root: the sandbox has that user's id.
+    #[default]
+    User,
+    /// Root of the host (effective uid 0 in the initial user namespace).
+    HostRoot,
+    /// Uid 0 of a user namespace that is not the host's (a rootless
+    /// container): it cannot make id-mapped mounts of the host's filesystems,
+    /// so its sandbox keeps that namespace's root.
+    NamespaceRoot,
+}
+
+impl Caller {
+    /// Effective uid 0 is root of the host when this process sits in the
+    /// initial user namespace, whose uid map (and only its) is the identity
+    /// over every id. Read only when the effective uid is 0.
+    pub fn detect() -> Caller {
+        if !nix::unistd::geteuid().is_root() {
+            return Caller::User;
+        }
+        match std::fs::read_to_string("/proc/self/uid_map") {
+            Ok(map) if Caller::is_initial_map(&map) => Caller::HostRoot,
+            _ => Caller::NamespaceRoot,
+        }
+    }
+
+    fn is_initial_map(map: &str) -> bool {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields == ["0", "0", "4294967295"]
+    }
+}
+
 /// Whether user namespaces can be created here, as far as is known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Userns {
@@ -48,6 +97,9 @@ pub struct Features {
     /// this user (uid 0 is exempt). Before 5.14 it counted every process of
     /// the user on the host.
     pub nproc_per_userns: bool,
+    /// Who runs shellcage: root of the host is mapped to an unprivileged id
+    /// in the namespaces tier (see `sandbox::rootview`).
+    pub caller: Caller,
     /// How the host's cgroups can hold each memory, process or CPU limit the
     /// policy asks for; filled from `sandbox::cgroup::describe` by the launch
     /// path and `doctor` (only when such a limit is asked for).
@@ -123,6 +175,7 @@ impl Features {
         Features {
             landlock_abi: crate::sys::landlock_abi_version().unwrap_or(0),
             arch_supported: ARCH_SUPPORTED,
+            caller: Caller::detect(),
             nproc_per_userns: !nix::unistd::geteuid().is_root()
                 && kernel_version(&kernel_release()).is_some_and(|v| v >= (5, 14)),
             ..Features::default()
@@ -293,4 +346,19 @@ pub fn container_marker() -> Option<String> {
         return Some("KUBERNETES_SERVICE_HOST".into());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caller;
+
+    #[test]
+    fn only_the_identity_map_over_every_id_is_the_hosts() {
+        assert!(Caller::is_initial_map("         0          0 4294967295\n"));
+        assert!(!Caller::is_initial_map(
+            "         0       1000          1\n"
+        ));
+        assert!(!Caller::is_initial_map("0 0 65536\n"));
+        assert!(!Caller::is_initial_map("0 0 1\n1 100000 65536\n"));
+    }
 }

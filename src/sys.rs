@@ -125,6 +125,10 @@ pub fn close_fds_except(keep: &[RawFd]) {
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
 const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+/// For [`mount_setattr_idmap`]'s `extra`: nosuid and nodev.
+pub const MOUNT_NOSUID_NODEV: u64 = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+/// For [`mount_setattr_idmap`]'s `extra`: read-only.
+pub const MOUNT_RDONLY: u64 = MOUNT_ATTR_RDONLY;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 #[repr(C)]
@@ -835,13 +839,16 @@ pub fn open_tree_clone(path: &CStr, recursive: bool, nofollow: bool) -> Result<O
 /// CAP_SYS_ADMIN in the initial user namespace (the filesystem must have been mounted
 /// there), a namespace with both its uid and gid maps written, and a filesystem that
 /// supports id-mapped mounts (EINVAL otherwise, also for any submount with `recursive`).
+/// `extra`: further attributes set in the same call ([`MOUNT_NOSUID_NODEV`], with
+/// [`MOUNT_RDONLY`]).
 pub fn mount_setattr_idmap(
     mount: BorrowedFd<'_>,
     userns: BorrowedFd<'_>,
     recursive: bool,
+    extra: u64,
 ) -> Result<(), SysError> {
     let attr = MountAttr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_set: libc::MOUNT_ATTR_IDMAP | extra,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -936,6 +943,36 @@ pub fn write_id_map(pid: nix::unistd::Pid, which: IdMap, map: &str) -> Result<()
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })
+}
+
+/// In a user namespace whose maps were just written by another process: become its
+/// uid and gid 0 (`setresgid(0, 0, 0)`, `setresuid(0, 0, 0)`) with no supplementary
+/// groups (`setgroups(0, NULL)`). The calling thread's credentials keep the ids it was
+/// cloned with until then, which the maps may not contain. Raw syscalls for the calling
+/// thread only (libc's wrappers would signal every thread to do the same, which a
+/// process made by a raw clone cannot rely on); a process this thread forks afterwards
+/// inherits the new credentials. Needs CAP_SETUID and CAP_SETGID in the namespace, a
+/// gid map, and setgroups allowed there; the capabilities are kept (0 of the namespace
+/// is its root).
+pub fn become_namespace_root() -> Result<(), SysError> {
+    // SAFETY: a size of 0 with a null list is the documented way to empty the list;
+    // the kernel reads nothing through the pointer.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) };
+    if ret != 0 {
+        return Err(SysError::last("setgroups", "[]"));
+    }
+    // SAFETY: plain integer arguments; no memory is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_setresgid, 0u32, 0u32, 0u32) };
+    if ret != 0 {
+        return Err(SysError::last("setresgid", "0"));
+    }
+    // SAFETY: plain integer arguments; no memory is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_setresuid, 0u32, 0u32, 0u32) };
+    if ret != 0 {
+        return Err(SysError::last("setresuid", "0"));
+    }
+    Ok(())
 }
 
 /// Receive exactly one descriptor and one byte of payload, sent by [`send_fds`] (opened
@@ -1137,7 +1174,7 @@ mod mount_api_tests {
             // Both maps, or mount_setattr answers EINVAL.
             write_id_map(sleeper.pid(), IdMap::Gid, "0 65534 1\n").unwrap();
             let userns = std::fs::File::open(format!("/proc/{}/ns/user", sleeper.pid())).unwrap();
-            mount_setattr_idmap(tree.as_fd(), userns.as_fd(), true).unwrap();
+            mount_setattr_idmap(tree.as_fd(), userns.as_fd(), true, 0).unwrap();
             drop(sleeper);
             // Detached, yet usable through its descriptor.
             let via_fd = nix::sys::stat::fstatat(&tree, "f", nix::fcntl::AtFlags::empty()).unwrap();

@@ -52,6 +52,8 @@ mod processes;
 mod proxy;
 #[path = "attacks/resources.rs"]
 mod resources;
+#[path = "attacks/rootview.rs"]
+mod rootview;
 #[path = "attacks/secrets.rs"]
 mod secrets;
 #[path = "attacks/setid.rs"]

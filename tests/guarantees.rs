@@ -28,6 +28,8 @@ mod privilege;
 mod process;
 #[path = "guarantees/protect.rs"]
 mod protect;
+#[path = "guarantees/rootview.rs"]
+mod rootview;
 #[path = "guarantees/secrets.rs"]
 mod secrets;
 #[path = "guarantees/shell.rs"]

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use super::cgroup::StartGate;
 use super::net::{self, Channel, Listening};
 use super::report::{self, Message};
-use super::{SandboxSpec, landlock, limits, mount, privileges, seccomp};
+use super::{SandboxSpec, landlock, limits, mount, privileges, rootview, seccomp};
 use crate::sys::{self, Forked};
 
 /// Signals the init forwards to the command's process group.
@@ -107,8 +107,55 @@ fn reset_oom_score_adj(file: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// pid 1 of the sandbox. Never returns. `gate`: see [`enter_limits`].
-pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -> ! {
+/// The id maps: written by the sandbox itself (its own uid and gid, the one
+/// map a process may write for itself), or, for a sandbox started by root, by
+/// the supervisor, which sends the id-mapped trees on `root` once they are
+/// (see [`super::rootview`]). Returns those trees.
+fn id_maps(
+    spec: &SandboxSpec,
+    report_fd: RawFd,
+    root: Option<std::os::unix::net::UnixStream>,
+) -> Vec<std::os::fd::OwnedFd> {
+    let Some(sock) = root else {
+        if let Err(e) = write_id_maps(spec.uid, spec.gid) {
+            fail(
+                report_fd,
+                EXIT_SETUP,
+                format_args!("cannot map user ids: {e}"),
+            );
+        }
+        return Vec::new();
+    };
+    let expected = spec.mounts.as_ref().map_or(0, |m| m.idmapped.len());
+    match rootview::receive(&sock, expected) {
+        Ok(Some(trees)) => {
+            // Changing credentials cleared the parent-death signal: set it
+            // again, and close the race where the supervisor died meanwhile.
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+                || sys::pipe_reader_gone(report_fd)
+            {
+                sys::exit_now(EXIT_SETUP);
+            }
+            trees
+        }
+        // The supervisor gave up, and says why.
+        Ok(None) => sys::exit_now(EXIT_SETUP),
+        Err(e) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot map user ids: {e}"),
+        ),
+    }
+}
+
+/// pid 1 of the sandbox. Never returns. `gate`: see [`enter_limits`];
+/// `root`: see [`id_maps`].
+pub fn run_init(
+    spec: &SandboxSpec,
+    report_fd: RawFd,
+    gate: Option<StartGate>,
+    root: Option<std::os::unix::net::UnixStream>,
+) -> ! {
     // Die with the supervisor; close the race where it died before this line.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || sys::pipe_reader_gone(report_fd)
     {
@@ -155,13 +202,7 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
             },
         )
     });
-    if let Err(e) = write_id_maps(spec.uid, spec.gid) {
-        fail(
-            report_fd,
-            EXIT_SETUP,
-            format_args!("cannot map user ids: {e}"),
-        );
-    }
+    let idmapped = id_maps(spec, report_fd, root);
     mark(spec, report_fd, "id maps written");
     // Not dumpable: the command (same uid) cannot read /proc/1/environ, /proc/1/mem or ptrace us.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
@@ -176,7 +217,7 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
         let _ = nix::unistd::setsid();
     }
     if let Some(mounts) = &spec.mounts {
-        if let Err(e) = mount::apply(mounts) {
+        if let Err(e) = mount::apply(mounts, idmapped) {
             fail(
                 report_fd,
                 EXIT_SETUP,

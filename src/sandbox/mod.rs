@@ -19,6 +19,7 @@ pub mod privileges;
 pub mod proxy;
 pub mod pyenv;
 pub mod report;
+pub mod rootview;
 pub mod sanitize;
 pub mod seccomp;
 pub mod spawn;

@@ -7,6 +7,7 @@ use nix::unistd::Pid;
 use nix::errno::Errno;
 
 use super::cgroup::{CgroupError, StartGate};
+use super::rootview::{self, RootViewError};
 use super::{SandboxSpec, init};
 use crate::plan::Tier;
 use crate::sys::{self, Forked, SysError};
@@ -20,6 +21,8 @@ pub enum SpawnError {
     Sys(#[from] SysError),
     #[error("cannot place the sandbox in its cgroup: {0}")]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    RootView(#[from] RootViewError),
 }
 
 /// A started sandbox: the init's pid and the read end of its report pipe.
@@ -57,6 +60,19 @@ fn clone_flags(spec: &SandboxSpec) -> libc::c_int {
 /// namespace itself.
 pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
     let (read, write) = sys::pipe_cloexec()?;
+    // A sandbox started by root: the channel its id-mapped trees come on.
+    let root = match (spec.mapped_root, spec.plan.tier) {
+        (Some(_), Tier::Namespaces) => {
+            Some(std::os::unix::net::UnixStream::pair().map_err(|e| {
+                SysError::new(
+                    "socketpair",
+                    "id-mapped trees",
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
+            })?)
+        }
+        _ => None,
+    };
     let mut flags = clone_flags(spec);
     if spec.plan.tier == Tier::Container {
         // No pid namespace: orphans must come back to us to be killed.
@@ -86,9 +102,11 @@ pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
     match forked {
         Ok(Forked::Child) => {
             drop(read);
+            // Only the child's end: EOF when the supervisor gives up.
+            let root = root.map(|(_, child_end)| child_end);
             let fd = write.as_raw_fd();
             match spec.plan.tier {
-                Tier::Namespaces => init::run_init(spec, fd, gate),
+                Tier::Namespaces => init::run_init(spec, fd, gate, root),
                 Tier::Container => init::run_container_tier(spec, fd, gate),
             }
         }
@@ -101,6 +119,16 @@ pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
                     return Err(e.into());
                 }
                 gate.release()?;
+            }
+            if let (Some(id), Some((ours, theirs))) = (spec.mapped_root, root) {
+                drop(theirs);
+                let trees = spec.mounts.as_ref().map_or(&[][..], |m| &m.idmapped[..]);
+                if let Err(e) = rootview::give(child, id, trees, &ours) {
+                    // Our end closed: the child exits without running anything.
+                    drop(ours);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(e.into());
+                }
             }
             Ok(Spawned {
                 child,

@@ -22,6 +22,7 @@ use super::landlock::LandlockSpec;
 use super::mount::{self, DEV_NODES, LayerDirs, MountError, MountPlan};
 use super::net::{self, Listening, NetSpec};
 use super::pyenv;
+use super::rootview;
 use super::seccomp::{self, SeccompError, SeccompSpec};
 use crate::net::rules::RuleSet;
 use crate::plan::{Plan, Tier};
@@ -36,6 +37,9 @@ pub struct SandboxSpec {
     pub mounts: Option<MountPlan>,
     pub uid: u32,
     pub gid: u32,
+    /// Started by root (namespaces tier): the host id that uid and gid 0 of
+    /// the sandbox are, its writable trees id-mapped (see [`rootview`]).
+    pub mapped_root: Option<u32>,
     pub hostname: &'static str,
     pub seccomp: seccompiler::BpfProgram,
     pub landlock: LandlockSpec,
@@ -228,9 +232,28 @@ pub fn describe(
         landlock.tcp_connect.extend(&n.publish);
         landlock.tcp_bind = n.publish.clone();
     }
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut mounts = mounts;
+    let mapped_root = match mounts.as_mut() {
+        Some(m) if plan.map_root => {
+            m.idmapped = rootview::trees(m, &policy.workspace, &policy.home);
+            if m.idmapped.len() > crate::sys::MAX_PASSED_FDS {
+                mount::cleanup(m);
+                return Err(MountError::Invalid(format!(
+                    "{} writable trees, more than the {} a sandbox started by root can bind id-mapped (hint: fewer --write paths)",
+                    m.idmapped.len(),
+                    crate::sys::MAX_PASSED_FDS
+                ))
+                .into());
+            }
+            Some(rootview::MAPPED_ROOT)
+        }
+        _ => None,
+    };
     let mut spec = SandboxSpec {
         mounts,
-        uid: nix::unistd::geteuid().as_raw(),
+        mapped_root,
+        uid,
         gid: nix::unistd::getegid().as_raw(),
         hostname: "shellcage",
         seccomp,

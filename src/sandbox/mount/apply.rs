@@ -3,13 +3,14 @@
 //! plan does not name, and only executes the plan's operations in order.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-use super::{DEV_NODES, MountError, MountPlan, Node, Op, io_err};
+use super::{DEV_NODES, MountError, MountPlan, Node, Op, depth, io_err};
 use crate::sys::{self, SysError};
 
 const BASE: &str = "/tmp";
@@ -28,6 +29,10 @@ const WS_RO: &str = "/ws-ro";
 /// read-only mount, and keeps a private copy of the mounts it is given).
 const OVL: &str = "/ovl";
 
+/// The id-mapped trees of a sandbox started by root, each attached at its
+/// index here (`/idmap/0` …) and bound from there.
+const IDMAP: &str = "/idmap";
+
 /// Generated files ([`Op::File`]) are written here, in a tmpfs of their own
 /// that is made read-only before any of them is bound into the new root.
 const FILES: &str = "/files";
@@ -40,17 +45,31 @@ struct State {
     next_file: usize,
     /// An overlay workspace: its path; its merged view is at [`OVL`].
     merged: Option<PathBuf>,
+    /// Host trees bound through id-mapped mounts (see
+    /// [`crate::sandbox::rootview`]), and where each is attached.
+    idmapped: Vec<(PathBuf, PathBuf)>,
 }
 
 impl State {
     /// Where the sandbox's `path` comes from: under the old root, or, inside
-    /// an overlay workspace, from the merged view.
+    /// an overlay workspace, from the merged view, or inside an id-mapped
+    /// tree, from its mount (the deepest one holding it).
     fn source(&self, path: &Path) -> PathBuf {
         match &self.merged {
             Some(ws) if path.starts_with(ws) => {
                 Path::new(OVL).join(path.strip_prefix(ws).unwrap_or(Path::new("")))
             }
-            _ => under(OLD, path),
+            _ => self
+                .idmapped
+                .iter()
+                .filter(|(host, _)| path.starts_with(host))
+                .max_by_key(|(host, _)| depth(host))
+                .map(|(host, at)| match path.strip_prefix(host) {
+                    // Not `at.join("")`: a trailing slash would not name a file.
+                    Ok(rel) if !rel.as_os_str().is_empty() => at.join(rel),
+                    _ => at.clone(),
+                })
+                .unwrap_or_else(|| under(OLD, path)),
         }
     }
 }
@@ -282,9 +301,15 @@ pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> String {
     )
 }
 
-/// Mount the overlay workspace at [`OVL`]: host paths, seen under the old root.
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path) -> Result<(), MountError> {
-    let opts = overlay_options(&under(OLD, lower), &under(OLD, upper), &under(OLD, work));
+/// Mount the overlay workspace at [`OVL`] from `lower`, `upper` and `work`
+/// as the scratch root sees them (under the old root or an id-mapped tree);
+/// `upper` the host path, for messages.
+fn mount_overlay(
+    (lower, upper, work): (&Path, &Path, &Path),
+    host_upper: &Path,
+) -> Result<(), MountError> {
+    let opts = overlay_options(lower, upper, work);
+    let upper = host_upper;
     #[cfg(debug_assertions)]
     if let Some(errno) = std::env::var("SHELLCAGE_TEST_OVERLAY_ERRNO")
         .ok()
@@ -332,8 +357,17 @@ fn overlay_refused(errno: nix::errno::Errno, upper: &Path) -> MountError {
 }
 
 /// Build the new root from `plan` and pivot into it. Runs as pid 1 of the
-/// sandbox with full capabilities in its own user namespace.
-pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
+/// sandbox with full capabilities in its own user namespace. `idmapped`: the
+/// detached id-mapped mounts of `plan.idmapped`, in its order (a sandbox
+/// started by root; none otherwise).
+pub fn apply(plan: &MountPlan, idmapped: Vec<OwnedFd>) -> Result<(), MountError> {
+    if idmapped.len() != plan.idmapped.len() {
+        return Err(MountError::Invalid(format!(
+            "{} id-mapped trees received, {} planned",
+            idmapped.len(),
+            plan.idmapped.len()
+        )));
+    }
     // Nothing we do here may propagate back to the host.
     mount(
         None,
@@ -353,7 +387,9 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
         Some("size=65536,mode=0755"),
     )?;
     std::env::set_current_dir(base).map_err(io_err("chdir", base))?;
-    for d in ["newroot", "oldroot", "masks", "ws-ro", "files", "ovl"] {
+    for d in [
+        "newroot", "oldroot", "masks", "ws-ro", "files", "ovl", "idmap",
+    ] {
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(d)
@@ -389,6 +425,12 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
         .iter()
         .partition(|op| matches!(op, Op::Dev { .. } | Op::Proc));
     let mut state = State::default();
+    for (i, (tree, mount)) in plan.idmapped.iter().zip(idmapped).enumerate() {
+        let at = Path::new(IDMAP).join(i.to_string());
+        ensure_mountpoint(&at, tree.dir)?;
+        sys::move_mount_to(mount.as_fd(), &cpath(&at))?;
+        state.idmapped.push((tree.path.clone(), at));
+    }
     for op in special {
         apply_op(op, &mut state)
             .inspect_err(|err| tracing::debug!(%err, ?op, "mount step failed"))?;
@@ -400,7 +442,8 @@ pub fn apply(plan: &MountPlan) -> Result<(), MountError> {
         at,
     }) = plan.ops.iter().find(|op| matches!(op, Op::Overlay { .. }))
     {
-        mount_overlay(lower, upper, work)?;
+        let (l, u, w) = (state.source(lower), state.source(upper), state.source(work));
+        mount_overlay((&l, &u, &w), upper)?;
         state.merged = Some(at.clone());
     }
     // Then the whole old root read-only, nosuid, nodev in one call (our copy of
@@ -486,7 +529,7 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
             at,
             readonly,
             dir,
-        } => bind(&under(OLD, src), &under(NEW, at), *readonly, *dir),
+        } => bind(&state.source(src), &under(NEW, at), *readonly, *dir),
         Op::Symlink { target, at } => {
             let at = under(NEW, at);
             if let Some(parent) = at.parent() {

@@ -258,6 +258,7 @@ pub fn finish(policy: &Policy, b: Binds, protection: Protection, env_scan: EnvSc
         ops: tree,
         visible,
         env_scan,
+        idmapped: Vec::new(),
         protection,
     };
     if let Some(content) = exclude {

@@ -167,12 +167,27 @@ pub struct VisiblePaths {
     pub write: Vec<PathBuf>,
 }
 
+/// A host tree a sandbox started by root binds through an id-mapped mount
+/// (see [`crate::sandbox::rootview`]): every operation whose source lies
+/// under `path` takes it from that mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdmappedTree {
+    pub path: PathBuf,
+    pub readonly: bool,
+    /// A directory (else a file).
+    pub dir: bool,
+}
+
 /// Everything `apply` needs, computed on the host side.
 #[derive(Debug, Serialize)]
 pub struct MountPlan {
     pub ops: Vec<Op>,
     pub visible: VisiblePaths,
     pub env_scan: EnvScan,
+    /// The trees the supervisor passes as id-mapped mounts, in this order
+    /// (a sandbox started by root; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub idmapped: Vec<IdmappedTree>,
     /// What protecting the workspace did on the host (undone by [`cleanup`]).
     #[serde(flatten)]
     pub protection: Protection,
