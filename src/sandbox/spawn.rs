@@ -123,7 +123,15 @@ pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
             if let (Some(id), Some((ours, theirs))) = (spec.mapped_root, root) {
                 drop(theirs);
                 let trees = spec.mounts.as_ref().map_or(&[][..], |m| &m.idmapped[..]);
-                if let Err(e) = rootview::give(child, id, trees, &ours) {
+                let given = std::time::Instant::now();
+                let result = rootview::give(child, id, trees, &ours);
+                tracing::debug!(
+                    target: "shellcage::timing",
+                    trees = trees.len(),
+                    "root's view given in {} µs",
+                    given.elapsed().as_micros()
+                );
+                if let Err(e) = result {
                     // Our end closed: the child exits without running anything.
                     drop(ours);
                     let _ = nix::sys::wait::waitpid(child, None);

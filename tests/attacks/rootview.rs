@@ -85,9 +85,25 @@ attack!(rootview_root_only_files_under_etc, "secrets", |c| {
         seen.push(format!("{path}: {}", assert_errno(&out, &["EACCES"])));
         assert_ok(&c.probe_host(&["read", path]));
     }
+    // A hard link into the workspace would give the file the workspace's
+    // (root's) view: refused across mounts.
+    let link = c.sc(&[], &format!("ln {owner_only} hard-link; echo rc=$?"));
+    assert!(!link.stdout.contains("rc=0"), "{link:?}");
+    assert!(!c.ws.path().join("hard-link").exists());
+    seen.push(format!("ln: {}", link.stderr.trim()));
     // Root's group is gone too, and cannot be taken back.
-    let groups = c.sc(&[], "grep ^Groups: /proc/self/status");
-    assert_eq!(groups.stdout.trim(), "Groups:", "{groups:?}");
+    let groups = c.sc(
+        &[],
+        &format!(
+            "grep ^Groups: /proc/self/status; {PY} -c 'import os; os.setgroups([0])'; echo rc=$?"
+        ),
+    );
+    assert_eq!(
+        groups.stdout.lines().next().map(str::trim),
+        Some("Groups:"),
+        "{groups:?}"
+    );
+    assert!(!groups.stdout.contains("rc=0"), "{groups:?}");
     c.seen(&seen.join("; "));
 });
 
