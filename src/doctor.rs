@@ -243,6 +243,9 @@ fn root_hints(caller: probe::Caller) -> Vec<String> {
         probe::Caller::NamespaceRoot => vec![
             "run as root of a user namespace that is not the host's (a rootless container): the sandbox keeps that root, so files only it may read in the visible trees are readable inside; hide them in the profile, or run shellcage as an unprivileged user".into(),
         ],
+        probe::Caller::RootWithoutCapabilities => vec![
+            "run as root without CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID (a container that drops them): the sandbox cannot map root to an unprivileged id, so files only root may read in the visible trees are readable inside; run shellcage as an unprivileged user (recommended), or give the container those capabilities".into(),
+        ],
     }
 }
 

@@ -323,6 +323,9 @@ fn root_view(row: &mut Enforcement, tier: Tier, caller: Caller) {
             return;
         }
         (Tier::Container, _) => "without a user namespace uid 0 is the caller's root",
+        (_, Caller::RootWithoutCapabilities) => {
+            "root without CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID (a container that drops them) cannot make the id-mapped mounts that would let its sandbox run as another id, so uid 0 inside is that root"
+        }
         _ => {
             "root of a user namespace that is not the host's (a rootless container) cannot make the id-mapped mounts that would let its sandbox run as another id, so uid 0 inside is that root"
         }
@@ -1011,6 +1014,15 @@ mod tests {
         let nr = row(&p);
         assert_eq!(nr.status, Strength::Partial);
         assert!(nr.note.unwrap().contains("not the host's"));
+        let capless = Features {
+            caller: Caller::RootWithoutCapabilities,
+            ..features(7)
+        };
+        let p = plan(&policy(), &capless).unwrap();
+        assert!(!p.map_root);
+        let nc = row(&p);
+        assert_eq!(nc.status, Strength::Partial);
+        assert!(nc.note.unwrap().contains("without CAP_SYS_ADMIN"));
         // An unprivileged caller: no change in either tier.
         let user = row(&plan(&pol, &features(7)).unwrap());
         assert_eq!((user.status, user.note), (Strength::Full, None));

@@ -37,6 +37,10 @@ pub enum Caller {
     /// container): it cannot make id-mapped mounts of the host's filesystems,
     /// so its sandbox keeps that namespace's root.
     NamespaceRoot,
+    /// Root of the host without CAP_SYS_ADMIN, CAP_SETUID or CAP_SETGID (a
+    /// container that drops them, as Docker does by default): it cannot write
+    /// another id's map or make id-mapped mounts either.
+    RootWithoutCapabilities,
 }
 
 impl Caller {
@@ -48,7 +52,22 @@ impl Caller {
             return Caller::User;
         }
         match std::fs::read_to_string("/proc/self/uid_map") {
-            Ok(map) if Caller::is_initial_map(&map) => Caller::HostRoot,
+            Ok(map) if Caller::is_initial_map(&map) => {
+                use caps::{CapSet, Capability};
+                let held = |c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false);
+                if [
+                    Capability::CAP_SYS_ADMIN,
+                    Capability::CAP_SETUID,
+                    Capability::CAP_SETGID,
+                ]
+                .into_iter()
+                .all(held)
+                {
+                    Caller::HostRoot
+                } else {
+                    Caller::RootWithoutCapabilities
+                }
+            }
             _ => Caller::NamespaceRoot,
         }
     }

@@ -877,6 +877,36 @@ pub fn mount_setattr_idmap(
     }
 }
 
+/// `mount_setattr(mount, "", AT_EMPTY_PATH | AT_RECURSIVE, {set})`: mount flags
+/// ([`MOUNT_NOSUID_NODEV`], [`MOUNT_RDONLY`]) on a whole detached tree (from
+/// [`open_tree_clone`]), without an id mapping.
+pub fn detached_tree_attrs(mount: BorrowedFd<'_>, set: u64) -> Result<(), SysError> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty path is a valid NUL-terminated string, `attr` a properly sized,
+    // initialised struct; both outlive the call and the kernel only reads them. The
+    // descriptor is borrowed, so it stays open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(SysError::last("mount_setattr", "detached tree"))
+    }
+}
+
 /// `move_mount(mount, "", AT_FDCWD, to, MOVE_MOUNT_F_EMPTY_PATH)`: attach the detached mount
 /// `mount` at `to` in the caller's mount namespace. A final symlink in `to` is not followed
 /// (no MOVE_MOUNT_T_SYMLINKS): mounting over a symlink covers the link itself.

@@ -22,9 +22,10 @@
 //! passes the detached mounts over a socket; the child, blocked until then,
 //! attaches them (`move_mount`) in its own mount namespace ([`super::mount`]).
 //!
-//! A tree whose filesystem cannot be id-mapped refuses the run (exit 125,
-//! naming the path and the fix): it is never bound plainly, which would make
-//! it unwritable or leave uid 0 unmapped.
+//! A writable tree whose filesystem cannot be id-mapped refuses the run (exit
+//! 125, naming the path and the fix): it is never bound plainly, which would
+//! make it unwritable or leave uid 0 unmapped. A read-only one is then passed
+//! as a plain clone: the sandbox sees it as an unprivileged user would.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -43,7 +44,7 @@ pub use crate::probe::MAPPED_ROOT;
 #[derive(Debug, thiserror::Error)]
 pub enum RootViewError {
     #[error(
-        "cannot enforce 'no privilege': {path} cannot be bound through an id-mapped mount ({errno}): {why}; a sandbox started by root sees the system as an unprivileged user and keeps its writable trees root's own only through id-mapped mounts (hint: put it on ext4, xfs, btrfs or tmpfs, or run shellcage as an unprivileged user)"
+        "cannot enforce 'no privilege': {path} cannot be bound through an id-mapped mount ({errno}): {why}; a sandbox started by root sees the system as an unprivileged user and keeps its writable trees root's own only through id-mapped mounts (hint: put it on ext4, xfs, btrfs or tmpfs (the kept home and overlay layers: set XDG_STATE_HOME to a directory there), or run shellcage as an unprivileged user)"
     )]
     Idmap {
         path: PathBuf,
@@ -148,8 +149,19 @@ pub fn give(
         if t.readonly {
             extra |= sys::MOUNT_RDONLY;
         }
-        sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), true, extra)
-            .map_err(|e| refused(e.errno))?;
+        match sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), true, extra) {
+            Ok(()) => {}
+            // A read-only tree on a filesystem without id-mapped mounts (a
+            // toolchain in root's home on a container's overlayfs): shown as
+            // it is, the unprivileged view of it, which is all the guarantee
+            // asks. The clone is still ours, so root's 0700 home above it
+            // need not be entered by the sandbox.
+            Err(e) if t.readonly && e.errno == Errno::EINVAL => {
+                tracing::debug!(path = %t.path.display(), "no id-mapped mount here; bound with the unprivileged view");
+                sys::detached_tree_attrs(tree.as_fd(), extra).map_err(|e| refused(e.errno))?;
+            }
+            Err(e) => return Err(refused(e.errno)),
+        }
         mounts.push(tree);
     }
     let fds: Vec<BorrowedFd<'_>> = mounts.iter().map(AsFd::as_fd).collect();

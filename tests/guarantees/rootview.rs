@@ -242,3 +242,50 @@ fn the_report_names_the_mapping_for_root() {
         .any(|m| m.as_str().unwrap().contains("mapped to 2000000000"));
     assert_eq!(mapped, is_root(), "{row}");
 }
+
+#[test]
+fn a_read_only_tree_without_id_mapped_mounts_is_seen_unprivileged() {
+    needs_sandbox!();
+    // Root, a read-only workspace on a ramfs: it cannot be id-mapped, so it is
+    // shown as it is, the view an unprivileged user has of root's files (the
+    // run goes ahead). An unprivileged caller reads its own 0600 file.
+    let ram = is_root().then(Ramfs::mount);
+    let scratch = tempfile::tempdir().unwrap();
+    let ws = match &ram {
+        Some(r) => r.0.path().join("ws"),
+        None => scratch.path().join("ws"),
+    };
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("public"), "public\n").unwrap();
+    std::fs::write(ws.join("own.key"), "own\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws.join("own.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some(r) = &ram {
+        std::fs::set_permissions(r.0.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let home = Home::new();
+    let out = shellcage(
+        Some(home.path()),
+        &[
+            "run",
+            "--profile",
+            "readonly",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "cat public; cat own.key; echo rc=$?",
+        ],
+    )
+    .current_dir(&ws)
+    .output()
+    .unwrap();
+    expect_code(&out, 0);
+    let want = if is_root() {
+        "public\nrc=1\n"
+    } else {
+        "public\nown\nrc=0\n"
+    };
+    assert_eq!(stdout(&out), want, "{}", stderr(&out));
+}
