@@ -289,3 +289,45 @@ fn a_read_only_tree_without_id_mapped_mounts_is_seen_unprivileged() {
     };
     assert_eq!(stdout(&out), want, "{}", stderr(&out));
 }
+
+#[test]
+fn root_without_cap_sys_admin_keeps_its_root_and_says_so() {
+    needs_sandbox!();
+    if !is_root() {
+        // Not root: nothing to drop; the sandbox is the caller's own id, and
+        // that is covered by the_report_names_the_mapping_for_root.
+        return;
+    }
+    // A container that drops CAP_SYS_ADMIN (Docker's default set): no
+    // id-mapped mounts, so no mapping; the run works and is not called full.
+    let (ws, home) = (Workspace::new(), Home::new());
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--"])
+        .arg(bin())
+        .args(["run", "--report", "json", "--workspace"])
+        .arg(ws.path())
+        .args(["--", "sh", "-c", "echo ran > ran; id -u"])
+        .env("HOME", home.path())
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out), "0\n");
+    assert_eq!(owner(&ws.path().join("ran")), (0, 0));
+    let json: serde_json::Value =
+        serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+    let row = json["enforcement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["guarantee"] == "no_privilege")
+        .unwrap();
+    assert_eq!(row["status"], "partial", "{row}");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap()
+            .contains("without CAP_SYS_ADMIN"),
+        "{row}"
+    );
+}
