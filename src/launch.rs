@@ -17,6 +17,7 @@ use crate::probe::{Features, Gap, KernelVersion, Userns};
 use crate::request::{self, Request, RequestError};
 use crate::sandbox::cgroup::{self, CgroupPlan};
 use crate::sandbox::configs::Configs;
+use crate::sandbox::devices::GpuNodes;
 use crate::sandbox::env::EnvOutcome;
 use crate::sandbox::home::{self, HomeUse};
 use crate::sandbox::landlock::LandlockStatus;
@@ -83,7 +84,17 @@ pub struct Report<'a> {
     /// (absent when the run had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<&'a LimitsOutcome>,
+    /// The host devices exposed (`[devices] gpu`; absent when not asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<ReportDevices<'a>>,
     pub outcome: &'a Outcome,
+}
+
+/// The report's `devices`: the GPU nodes bound (and recreated links, and
+/// what was skipped under the searched names).
+#[derive(Debug, Serialize)]
+pub struct ReportDevices<'a> {
+    pub gpu: &'a GpuNodes,
 }
 
 /// A sandbox that was started, and what the report says about how.
@@ -214,6 +225,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
             egress,
             fallback: started.fallback.as_deref(),
             limits: limits.as_ref(),
+            devices: spec.devices.as_ref().map(|gpu| ReportDevices { gpu }),
             outcome: &outcome,
         };
         write_report(&report, req.report_file.as_deref());
@@ -297,7 +309,13 @@ fn start_sandbox(
         .mounts
         .as_ref()
         .map_or(&[][..], |m| &m.env_scan.unreadable[..]);
-    notices(&req.policy, &env, &spec.configs, unreadable);
+    notices(
+        &req.policy,
+        &env,
+        &spec.configs,
+        unreadable,
+        spec.devices.as_ref(),
+    );
     let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
     let err = match spawn_with(&mut spec, proxy.is_some()) {
         Ok(spawned) => {
@@ -368,7 +386,13 @@ fn start_sandbox(
 /// profile (while what it names stays the same): variables a rule would have
 /// passed but that were dropped, config files that stay hidden, directories
 /// the `.env` scan could not read (hidden whole).
-fn notices(policy: &Policy, env: &EnvOutcome, configs: &Configs, unreadable: &[PathBuf]) {
+fn notices(
+    policy: &Policy,
+    env: &EnvOutcome,
+    configs: &Configs,
+    unreadable: &[PathBuf],
+    gpu: Option<&GpuNodes>,
+) {
     // The runtime directory is made only when there is something to say: a
     // run with no notice leaves nothing on the host.
     let seen = std::cell::OnceCell::new();
@@ -406,6 +430,13 @@ fn notices(policy: &Policy, env: &EnvOutcome, configs: &Configs, unreadable: &[P
         for line in hidden {
             crate::say!("{line}");
         }
+    }
+    // `--gpu` refused already; a profile's `gpu = true` runs without one.
+    if gpu.is_some_and(|g| g.nodes.is_empty()) && once("gpu-absent", &[]) {
+        crate::say!(
+            "shellcage: [devices] gpu = true, but this host has no GPU device node ({}): the command runs without one",
+            crate::sandbox::devices::GPU_PATTERNS
+        );
     }
 }
 

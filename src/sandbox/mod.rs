@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod configs;
 pub mod container_tier;
 pub mod credential;
+pub mod devices;
 pub mod env;
 pub mod envrules;
 pub mod home;

@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::cgroup::{Cgroup, CgroupError, CgroupPlan, LimitStatus, Swap, Verdict};
 use super::configs::{self, Configs};
 use super::container_tier::{self, Allowlist, ContainerTierError, RunDir};
+use super::devices::{self, GpuNodes};
 use super::env::{self, EnvOutcome, Fixed};
 use super::envrules;
 use super::home::{self, Attached, HomeError};
@@ -61,6 +62,9 @@ pub struct SandboxSpec {
     pub cgroup: Option<Cgroup>,
     /// The proxy's listeners and published ports (network mode `proxy`, `--publish`).
     pub net: Option<NetSpec>,
+    /// The host's GPU nodes the sandbox gets (`[devices] gpu`; `None` when
+    /// not asked for, empty when the host has none).
+    pub devices: Option<GpuNodes>,
     pub command: CommandSpec,
 }
 
@@ -113,6 +117,12 @@ pub enum DescribeError {
     /// The network lists or published ports cannot be arranged (nothing ran).
     #[error("{0}")]
     Network(String),
+    /// `--gpu` on a host without any GPU device node (nothing ran).
+    #[error(
+        "--gpu: this host has no GPU device node (none of {} is a character device); nothing ran (hint: check that the driver is loaded: ls -l /dev/dri /dev/nvidia*, nvidia-smi; or drop --gpu)",
+        super::devices::GPU_PATTERNS
+    )]
+    NoGpu,
 }
 
 /// What the command is and how it starts.
@@ -144,6 +154,7 @@ pub fn describe(
         allow_inet: plan.seccomp_allow_inet,
     })?;
     let net = net_spec(policy, &plan)?;
+    let gpu = gpu_nodes(policy)?;
     let cwd = match plan.tier {
         Tier::Namespaces => sandbox_cwd(policy, command.cwd),
         Tier::Container => command.cwd.to_path_buf(),
@@ -189,6 +200,9 @@ pub fn describe(
             if net.as_ref().is_some_and(|n| n.proxy.is_some()) {
                 add_resolver_files(&mut m).inspect_err(|_| mount::cleanup(&m))?;
             }
+            if let Some(g) = &gpu {
+                m.add_devices(g);
+            }
             (Some(m), None, None, configs)
         }
         // A fresh $HOME and $TMPDIR per run (no private tmpfs without a mount
@@ -222,7 +236,7 @@ pub fn describe(
             env.vars.insert(name.into(), value);
         }
     }
-    let mut landlock = landlock_spec(&plan, mounts.as_ref(), allow.as_ref());
+    let mut landlock = landlock_spec(&plan, mounts.as_ref(), allow.as_ref(), gpu.as_ref());
     if let Some(n) = &net {
         landlock.tcp_connect = n.proxy.iter().flat_map(Listening::ports).collect();
         landlock.tcp_connect.extend(&n.publish);
@@ -244,6 +258,7 @@ pub fn describe(
         home_unavailable: unavailable,
         cgroup: None,
         net,
+        devices: gpu,
         command: CommandSpec {
             argv: command.argv.to_vec(),
             envp: env.to_cstrings(),
@@ -302,10 +317,31 @@ impl SandboxSpec {
     }
 }
 
+/// The host's GPU nodes when the policy asks for them: `--gpu` on a host
+/// without any refuses; a profile's `gpu = true` runs without (launch says so).
+fn gpu_nodes(policy: &Policy) -> Result<Option<GpuNodes>, DescribeError> {
+    if !policy.devices.gpu {
+        return Ok(None);
+    }
+    let found = devices::scan_gpu();
+    for s in &found.skipped {
+        tracing::debug!(path = %s.path.display(), why = s.why, "device not exposed");
+    }
+    if found.nodes.is_empty() && policy.devices.gpu_from_command_line {
+        return Err(DescribeError::NoGpu);
+    }
+    Ok(Some(found))
+}
+
+/// The Landlock rules for the sandbox's view. Devices get read, write and
+/// ioctl on exactly their own paths: the basic nodes, /dev/pts, and the GPU
+/// nodes of `gpu` (never /dev as a whole: in the container tier the host's
+/// whole /dev is there).
 fn landlock_spec(
     plan: &Plan,
     mounts: Option<&MountPlan>,
     allow: Option<&Allowlist>,
+    gpu: Option<&GpuNodes>,
 ) -> LandlockSpec {
     let (list, read, write) = match (mounts, allow) {
         // In the namespaces tier `/` is our own tmpfs holding only what is visible.
@@ -322,6 +358,7 @@ fn landlock_spec(
         .map(|n| Path::new("/dev").join(n))
         .collect();
     dev_rw.push(PathBuf::from("/dev/pts"));
+    dev_rw.extend(gpu.iter().flat_map(|g| g.nodes.iter().map(|n| n.path.clone())));
     LandlockSpec {
         list,
         read,
