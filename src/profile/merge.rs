@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use super::ProfileError;
 use super::validate::{Entry, Layer, LayerKind};
 use crate::policy::{
-    Access, DEFAULT_LAYER, Devices, Egress, EnvFileScan, EnvPolicy, HideMatcher, HideRule, HomeMode, Limits,
-    NetMode, PathRule, Policy, ProfileChain, Publish, Requirement, WorkspaceMode,
+    Access, DEFAULT_LAYER, Devices, Egress, EnvFileScan, EnvPolicy, HideMatcher, HideRule,
+    HomeMode, Limits, NetMode, PathRule, Policy, ProfileChain, Publish, Requirement, WorkspaceMode,
 };
 
 /// Who the policy is for and where it came from; filled in by `load`.

@@ -151,7 +151,10 @@ fn scan_dir(dev: &Path, rel: &Path, out: &mut GpuNodes, links: bool) {
     let mut subdirs = Vec::new();
     for name in names {
         let child = rel.join(&name);
-        if links && name == "by-path" && std::fs::symlink_metadata(dev.join(&child)).is_ok_and(|m| m.is_dir()) {
+        if links
+            && name == "by-path"
+            && std::fs::symlink_metadata(dev.join(&child)).is_ok_and(|m| m.is_dir())
+        {
             subdirs.push(child);
         } else {
             add_node(dev, &child, out);

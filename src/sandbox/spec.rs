@@ -358,7 +358,10 @@ fn landlock_spec(
         .map(|n| Path::new("/dev").join(n))
         .collect();
     dev_rw.push(PathBuf::from("/dev/pts"));
-    dev_rw.extend(gpu.iter().flat_map(|g| g.nodes.iter().map(|n| n.path.clone())));
+    dev_rw.extend(
+        gpu.iter()
+            .flat_map(|g| g.nodes.iter().map(|n| n.path.clone())),
+    );
     LandlockSpec {
         list,
         read,
@@ -514,6 +517,40 @@ fn sandbox_cwd(policy: &Policy, cwd: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_rules_name_exactly_the_nodes_never_dev() {
+        let policy = Policy::for_tests(Path::new("/w"), Path::new("/home/u"));
+        let features = crate::probe::Features {
+            landlock_abi: 7,
+            arch_supported: true,
+            ..Default::default()
+        };
+        let plan = crate::plan::plan(&policy, &features).unwrap();
+        let gpu = GpuNodes {
+            nodes: vec![devices::DeviceNode {
+                path: PathBuf::from("/dev/dri/renderD128"),
+                major: 226,
+                minor: 128,
+            }],
+            links: vec![devices::DeviceLink {
+                path: PathBuf::from("/dev/dri/by-path/pci-render"),
+                target: PathBuf::from("../renderD128"),
+            }],
+            skipped: vec![],
+        };
+        let basic: Vec<PathBuf> = landlock_spec(&plan, None, None, None).dev_rw;
+        assert_eq!(basic.len(), DEV_NODES.len() + 1, "{basic:?}");
+        let with = landlock_spec(&plan, None, None, Some(&gpu)).dev_rw;
+        let mut want = basic.clone();
+        want.push(PathBuf::from("/dev/dri/renderD128"));
+        assert_eq!(with, want);
+        assert!(
+            !with
+                .iter()
+                .any(|p| p == Path::new("/dev") || p == Path::new("/dev/dri"))
+        );
+    }
 
     #[test]
     fn link_target_follows_relative_absolute_and_dangling_links() {

@@ -17,8 +17,13 @@ fn chr(dev: &Path, rel: &str, major: u64, minor: u64) -> (u32, u32) {
     let p = dev.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     let (major, minor) = if root() { (major, minor) } else { (0, 0) };
-    mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-        .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
+    mknod(
+        &p,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(major, minor),
+    )
+    .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
     (major as u32, minor as u32)
 }
 
@@ -158,10 +163,7 @@ fn a_block_device_is_skipped() {
     .unwrap();
     let found = scan_gpu_in(dev);
     assert!(found.nodes.is_empty());
-    assert_eq!(
-        skipped(&found, "/dev/nvidia-block"),
-        Some("a block device")
-    );
+    assert_eq!(skipped(&found, "/dev/nvidia-block"), Some("a block device"));
 }
 
 #[test]
