@@ -290,6 +290,15 @@ fn fake_dev_script(dir: &Path) -> String {
 /// `unshare -m` around `shellcage run --workspace WS EXTRA -- ARGV`, with
 /// the fake /dev in place; None (a skip) unless root.
 fn in_fake_dev(ws: &Workspace, extra: &[&str], argv: &[&str]) -> Option<Output> {
+    let mut args = vec!["run", "--workspace", ws.path().to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(argv);
+    shellcage_in_fake_dev(ws, &args)
+}
+
+/// `unshare -m` around `shellcage ARGS` (from WS) with the fake /dev in place.
+fn shellcage_in_fake_dev(ws: &Workspace, args: &[&str]) -> Option<Output> {
     if !is_root() {
         eprintln!(
             "SKIP: a fake /dev needs mknod (root); the unprivileged run checks this host's nodes"
@@ -302,11 +311,7 @@ fn in_fake_dev(ws: &Workspace, extra: &[&str], argv: &[&str]) -> Option<Output> 
         .arg(fake_dev_script(dir.path()))
         .arg("sh")
         .arg(bin())
-        .args(["run", "--workspace"])
-        .arg(ws.path())
-        .args(extra)
-        .arg("--")
-        .args(argv)
+        .args(args)
         .current_dir(ws.path())
         .stdin(Stdio::null());
     Some(c.output().unwrap())
@@ -497,4 +502,40 @@ fn the_report_lists_the_nodes_links_and_what_was_skipped() {
         !skipped.contains("fake-other\""),
         "never looked at: {skipped}"
     );
+}
+
+#[test]
+fn explain_names_the_gpu_rule_for_nodes_and_links_only() {
+    let ws = probe_ws();
+    let targets = [
+        "/dev/dri/renderD128",
+        "/dev/dri/by-path/pci-0000:00:02.0-card",
+        "/dev/fake-other",
+        "/dev/dri/sda",
+    ];
+    let mut args = vec!["explain", "--gpu"];
+    args.extend(targets);
+    let Some(out) = shellcage_in_fake_dev(&ws, &args) else {
+        return;
+    };
+    expect_code(&out, 0);
+    let o = stdout(&out);
+    let verdict = |p: &str| {
+        o.lines()
+            .find(|l| l.starts_with(&format!("{p}: ")) || l.starts_with(&format!("{p} -> ")))
+            .unwrap_or_else(|| panic!("{p}: {o}"))
+            .to_string()
+    };
+    for p in &targets[..2] {
+        assert!(verdict(p).contains("writable: a GPU device node"), "{o}");
+    }
+    for p in &targets[2..] {
+        assert!(
+            verdict(p).contains("absent: the sandbox has its own /dev"),
+            "{o}"
+        );
+    }
+    // Without --gpu the same node is absent.
+    let plain = shellcage_in_fake_dev(&ws, &["explain", "/dev/dri/renderD128"]).unwrap();
+    assert!(stdout(&plain).contains("absent"), "{plain:?}");
 }

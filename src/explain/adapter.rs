@@ -80,10 +80,11 @@ pub fn view_of(policy: &Policy, opts: &RunOpts) -> PolicyView {
     let mut view = PolicyView::new(policy, opts, &crate::sandbox::mount::DEV_NODES);
     if policy.devices.gpu {
         use crate::sandbox::devices::{GpuNodes, scan_gpu};
-        view.gpu_nodes = scan_gpu()
-            .nodes
-            .iter()
-            .map(|n| GpuNodes::relative(&n.path).display().to_string())
+        let found = scan_gpu();
+        let paths = found.nodes.iter().map(|n| &n.path);
+        view.gpu_nodes = paths
+            .chain(found.links.iter().map(|l| &l.path))
+            .map(|p| GpuNodes::relative(p).display().to_string())
             .collect();
     }
     view

@@ -155,8 +155,8 @@ pub struct PolicyView {
     pub network: ViewNetwork,
     /// Device nodes of the host bound into the sandbox's own /dev.
     pub dev_nodes: Vec<String>,
-    /// The host's GPU nodes bound there too (`[devices] gpu`), below /dev
-    /// (`dri/renderD128`).
+    /// The host's GPU nodes bound there too (`[devices] gpu`), and the
+    /// links to them made there, below /dev (`dri/renderD128`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_nodes: Vec<String>,
 }
