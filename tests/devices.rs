@@ -5,11 +5,12 @@
 //!   host's GPU character devices, each opening inside as it opens outside; on
 //!   a host without any, `--gpu` refuses (125) and a profile's `gpu = true`
 //!   runs without one and says so.
-//! - On a fake /dev (root: `mknod` needs CAP_MKNOD): a private mount namespace
-//!   (`unshare -m`) whose /dev is a tmpfs holding the basic nodes, DRM nodes
-//!   226:0 and 226:128, NVIDIA nodes 195:0, 195:255 and a caps node, plus
-//!   nodes that must stay out (a block device in dri/, a stray node beside
-//!   dri/, links leading out). A fake GPU path holding 1:3 (the null driver)
+//! - On a fake /dev: a private mount namespace (`unshare -m`) whose /dev is a
+//!   tmpfs holding the basic nodes, DRM nodes 226:0 and 226:128, NVIDIA nodes
+//!   195:0, 195:255 and a caps node (mknod as root; without privilege, in a
+//!   user namespace of the test's own, the host's null and zero bound under
+//!   those names), plus nodes that must stay out (a block device in dri/ as
+//!   root, a stray node beside dri/, links leading out). A fake GPU path holding 1:3 (the null driver)
 //!   answers `ioctl`, which shows Landlock's IOCTL_DEV rule on it; a node the
 //!   profile shows read-only (container tier) opens but its `ioctl` is EACCES,
 //!   which shows Landlock handles IOCTL_DEV and grants it only on the GPU nodes.
@@ -242,53 +243,91 @@ fn a_profile_asking_for_a_gpu_the_host_lacks_runs_without_and_says_so() {
     assert_eq!(surface["status"], "partial", "{surface}");
 }
 
-// ---- a fake /dev (root) -------------------------------------------------------------------
+// ---- a fake /dev ---------------------------------------------------------------------------
+//
+// As root the nodes are made with mknod, with the real majors (no driver behind them here:
+// opening one is the kernel's ENXIO). Without privilege mknod is refused, so the same tree
+// is built in a user namespace of the test's own (`unshare -Urm`) from bind mounts of the
+// host's /dev/null and /dev/zero under the GPU names: real character devices with a
+// driver, which open and answer ioctl (ENOTTY). Block devices are planted as root only.
 
-/// The fake /dev: (kind, path below /dev, major, minor or link target).
-const FAKE: &[(&str, &str, &str)] = &[
-    ("c", "null", "1 3"),
-    ("c", "zero", "1 5"),
-    ("c", "full", "1 7"),
-    ("c", "random", "1 8"),
-    ("c", "urandom", "1 9"),
-    ("c", "tty", "5 0"),
-    ("c", "dri/card0", "226 0"),
-    ("c", "dri/renderD128", "226 128"),
+/// The fake /dev: (kind, path below /dev, major and minor or link target, the host node
+/// standing in for it without privilege; None: not planted then).
+const FAKE: &[(&str, &str, &str, Option<&str>)] = &[
+    ("c", "null", "1 3", Some("null")),
+    ("c", "zero", "1 5", Some("zero")),
+    ("c", "full", "1 7", Some("full")),
+    ("c", "random", "1 8", Some("random")),
+    ("c", "urandom", "1 9", Some("urandom")),
+    ("c", "tty", "5 0", Some("tty")),
+    ("c", "dri/card0", "226 0", Some("zero")),
+    ("c", "dri/renderD128", "226 128", Some("zero")),
     // A GPU path on the null driver: answers open and ioctl.
-    ("c", "dri/renderD129", "1 3"),
-    ("l", "dri/by-path/pci-0000:00:02.0-card", "../card0"),
-    ("c", "nvidia0", "195 0"),
-    ("c", "nvidiactl", "195 255"),
-    ("c", "nvidia-caps/nvidia-cap1", "240 1"),
+    ("c", "dri/renderD129", "1 3", Some("null")),
+    ("l", "dri/by-path/pci-0000:00:02.0-card", "../card0", None),
+    ("c", "nvidia0", "195 0", Some("zero")),
+    ("c", "nvidiactl", "195 255", Some("zero")),
+    ("c", "nvidia-caps/nvidia-cap1", "240 1", Some("zero")),
     // Must stay out: beside dri/, a block device and links inside it.
-    ("c", "fake-other", "1 5"),
-    ("c", "mem", "1 1"),
-    ("b", "dri/sda", "7 0"),
-    ("l", "dri/card9", "../fake-other"),
-    ("l", "dri/by-path/evil", "../../fake-other"),
+    ("c", "fake-other", "1 5", Some("zero")),
+    ("c", "mem", "1 1", Some("null")),
+    ("b", "dri/sda", "7 0", None),
+    ("l", "dri/card9", "../fake-other", None),
+    ("l", "dri/by-path/evil", "../../fake-other", None),
 ];
 
+/// The GPU nodes planted, as `path major:minor` seen inside.
+fn gpu_nodes() -> BTreeSet<String> {
+    let standin = |n: &str| if n == "null" { "1:3" } else { "1:5" };
+    FAKE.iter()
+        .filter(|(k, p, ..)| *k == "c" && (p.starts_with("dri/") || p.starts_with("nvidia")))
+        .map(|(_, p, arg, alt)| {
+            let rdev = if is_root() {
+                arg.replace(' ', ":")
+            } else {
+                standin(alt.unwrap()).to_string()
+            };
+            format!("/dev/{p} {rdev}")
+        })
+        .collect()
+}
+
+/// What opening a planted GPU node without a driver behind it gives: ENXIO
+/// from the kernel as root; the stand-in's driver otherwise.
+fn driverless() -> &'static str {
+    if is_root() {
+        "ENXIO"
+    } else {
+        "open ioctl=ENOTTY"
+    }
+}
+
 /// `sh -c` text that mounts a tmpfs at `dir`, fills it with `FAKE`, binds
-/// it over /dev, and execs its arguments (run under `unshare -m`).
+/// it over /dev, and execs its arguments (run under `unshare -m`, or
+/// `unshare -Urm` without privilege).
 fn fake_dev_script(dir: &Path) -> String {
     let mut s = format!(
         "set -e\nhere=$(pwd)\nmount -t tmpfs -o mode=755 fakedev '{d}'\ncd '{d}'\nmkdir -p dri/by-path nvidia-caps\n",
         d = dir.display()
     );
-    for (kind, path, arg) in FAKE {
-        match *kind {
-            "l" => s.push_str(&format!("ln -s '{arg}' '{path}'\n")),
-            k => s.push_str(&format!("mknod -m 666 '{path}' {k} {arg}\n")),
+    for (kind, path, arg, alt) in FAKE {
+        match (*kind, is_root(), alt) {
+            ("l", ..) => s.push_str(&format!("ln -s '{arg}' '{path}'\n")),
+            (k, true, _) => s.push_str(&format!("mknod -m 666 '{path}' {k} {arg}\n")),
+            (_, false, Some(host)) => s.push_str(&format!(
+                ": > '{path}'\nmount --bind /dev/{host} '{path}'\n"
+            )),
+            (_, false, None) => {}
         }
     }
-    s.push_str("cd \"$here\"\nmount --bind '");
+    s.push_str("cd \"$here\"\nmount --rbind '");
     s.push_str(&dir.display().to_string());
     s.push_str("' /dev\nexec \"$@\"\n");
     s
 }
 
-/// `unshare -m` around `shellcage run --workspace WS EXTRA -- ARGV`, with
-/// the fake /dev in place; None (a skip) unless root.
+/// `unshare` around `shellcage run --workspace WS EXTRA -- ARGV`, with
+/// the fake /dev in place.
 fn in_fake_dev(ws: &Workspace, extra: &[&str], argv: &[&str]) -> Option<Output> {
     let mut args = vec!["run", "--workspace", ws.path().to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -297,16 +336,15 @@ fn in_fake_dev(ws: &Workspace, extra: &[&str], argv: &[&str]) -> Option<Output> 
     shellcage_in_fake_dev(ws, &args)
 }
 
-/// `unshare -m` around `shellcage ARGS` (from WS) with the fake /dev in place.
+/// `unshare` around `shellcage ARGS` (from WS) with the fake /dev in place.
+/// `Option` for the call sites' `let … else`: always `Some`.
 fn shellcage_in_fake_dev(ws: &Workspace, args: &[&str]) -> Option<Output> {
-    if !is_root() {
-        eprintln!(
-            "SKIP: a fake /dev needs mknod (root); the unprivileged run checks this host's nodes"
-        );
-        return None;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut c = Command::new("unshare");
+    if !is_root() {
+        // Our own user namespace: mounts without privilege (no mknod).
+        c.arg("-Ur");
+    }
     c.args(["-m", "--propagation", "private", "sh", "-c"])
         .arg(fake_dev_script(dir.path()))
         .arg("sh")
@@ -316,15 +354,6 @@ fn shellcage_in_fake_dev(ws: &Workspace, args: &[&str]) -> Option<Output> {
         .stdin(Stdio::null());
     Some(c.output().unwrap())
 }
-
-const GPU_NODES: [&str; 6] = [
-    "/dev/dri/card0 226:0",
-    "/dev/dri/renderD128 226:128",
-    "/dev/dri/renderD129 1:3",
-    "/dev/nvidia-caps/nvidia-cap1 240:1",
-    "/dev/nvidia0 195:0",
-    "/dev/nvidiactl 195:255",
-];
 
 #[test]
 fn fake_gpu_nodes_inside_with_their_numbers_and_nothing_else_of_dev() {
@@ -339,8 +368,7 @@ fn fake_gpu_nodes_inside_with_their_numbers_and_nothing_else_of_dev() {
         .difference(&basic(&listing))
         .cloned()
         .collect();
-    let want: BTreeSet<String> = GPU_NODES.iter().map(|s| s.to_string()).collect();
-    assert_eq!(extra, want, "{listing}");
+    assert_eq!(extra, gpu_nodes(), "{listing}");
     // The by-path link to an exposed node is there, as the same link; the ones
     // leading out, the block device and the stray nodes are not.
     assert!(
@@ -383,21 +411,20 @@ fn fake_gpu_nodes_reach_their_driver_and_answer_ioctl() {
     };
     expect_code(&out, 0);
     let o = stdout(&out);
-    // No driver behind 226:*, 195:*, 240:*: the kernel's ENXIO, not Landlock's EACCES.
+    // As root no driver is behind 226:*, 195:*, 240:*: the kernel's ENXIO, not
+    // Landlock's EACCES (without privilege: the stand-in's driver answers).
     for p in [
         "/dev/dri/card0",
         "/dev/dri/renderD128",
         "/dev/nvidia0",
         "/dev/nvidia-caps/nvidia-cap1",
+        "/dev/dri/by-path/pci-0000:00:02.0-card",
     ] {
-        assert_eq!(open_line(&o, p), "ENXIO", "{p}: {o}");
+        assert_eq!(open_line(&o, p), driverless(), "{p}: {o}");
     }
-    assert_eq!(
-        open_line(&o, "/dev/dri/by-path/pci-0000:00:02.0-card"),
-        "ENXIO"
-    );
     // The null driver answers: open works and ioctl reaches it (ENOTTY, its
-    // own answer), so Landlock's IOCTL_DEV is granted on the GPU path.
+    // own answer), so Landlock's IOCTL_DEV is granted on the GPU path (as root,
+    // where 1:3 here is a node of its own; a stand-in shares /dev/null's inode).
     assert_eq!(
         open_line(&o, "/dev/dri/renderD129"),
         "open ioctl=ENOTTY",
@@ -408,6 +435,12 @@ fn fake_gpu_nodes_reach_their_driver_and_answer_ioctl() {
 #[test]
 fn container_tier_landlock_allows_exactly_the_gpu_nodes() {
     needs_sandbox!();
+    if !is_root() {
+        // Landlock's rules follow inodes: the stand-ins are /dev/null's and /dev/zero's
+        // own, which every sandbox may open, so they cannot tell the GPU rule apart.
+        eprintln!("SKIP: the container tier's Landlock rules on a fake /dev need mknod (root)");
+        return;
+    }
     let ws = probe_ws();
     let argv = [
         PY,
@@ -429,8 +462,8 @@ fn container_tier_landlock_allows_exactly_the_gpu_nodes() {
     };
     expect_code(&gpu, 0);
     let g = stdout(&gpu);
-    assert_eq!(open_line(&g, "/dev/dri/card0"), "ENXIO", "{g}");
-    assert_eq!(open_line(&g, "/dev/nvidia0"), "ENXIO", "{g}");
+    assert_eq!(open_line(&g, "/dev/dri/card0"), driverless(), "{g}");
+    assert_eq!(open_line(&g, "/dev/nvidia0"), driverless(), "{g}");
     assert_eq!(
         open_line(&g, "/dev/dri/renderD129"),
         "open ioctl=ENOTTY",
@@ -483,20 +516,21 @@ fn the_report_lists_the_nodes_links_and_what_was_skipped() {
             )
         })
         .collect();
-    let want: BTreeSet<String> = GPU_NODES.iter().map(|s| s.to_string()).collect();
-    assert_eq!(nodes, want, "{gpu}");
+    assert_eq!(nodes, gpu_nodes(), "{gpu}");
     assert_eq!(
         gpu["links"],
         serde_json::json!([{"path": "/dev/dri/by-path/pci-0000:00:02.0-card", "target": "../card0"}])
     );
     let skipped = gpu["skipped"].to_string();
-    for s in [
-        "/dev/dri/sda",
-        "a block device",
-        "/dev/dri/card9",
-        "/dev/dri/by-path/evil",
-    ] {
+    for s in ["/dev/dri/card9", "/dev/dri/by-path/evil"] {
         assert!(skipped.contains(s), "{s}: {skipped}");
+    }
+    // Block devices are planted as root only.
+    if is_root() {
+        assert!(
+            skipped.contains("/dev/dri/sda") && skipped.contains("a block device"),
+            "{skipped}"
+        );
     }
     assert!(
         !skipped.contains("fake-other\""),
