@@ -21,7 +21,7 @@ use crate::sandbox::devices::GpuNodes;
 use crate::sandbox::env::EnvOutcome;
 use crate::sandbox::home::{self, HomeUse};
 use crate::sandbox::landlock::LandlockStatus;
-use crate::sandbox::mount::{EnvScan, LayerDirs};
+use crate::sandbox::mount::{AfterRun, EnvScan, LayerDirs};
 use crate::sandbox::proxy::{self, ProxyConfig, ProxyError, ProxyOutcome, ProxyProcess};
 use crate::sandbox::spawn::{self, SpawnError, Spawned};
 use crate::sandbox::spec::LimitsOutcome;
@@ -87,6 +87,10 @@ pub struct Report<'a> {
     /// The host devices exposed (`[devices] gpu`; absent when not asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<ReportDevices<'a>>,
+    /// What the exit step did in the workspace (repositories checked and
+    /// neutralised, placeholders, merge-back), absent when nothing.
+    #[serde(skip_serializing_if = "AfterRun::is_quiet")]
+    pub after_run: &'a AfterRun,
     pub outcome: &'a Outcome,
 }
 
@@ -186,7 +190,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
     let limits = started.spec.end_limits();
     let network = started.proxy.map(ProxyProcess::finish);
     tracing::debug!(target: "shellcage::timing", "proxy finished {}", start.elapsed().as_micros());
-    started.spec.cleanup();
+    let after_run = started.spec.cleanup();
     let home_use = match started.spec.home.take() {
         Some(kept) => home::after_run(kept),
         None => HomeUse::fresh(
@@ -226,6 +230,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
             fallback: started.fallback.as_deref(),
             limits: limits.as_ref(),
             devices: spec.devices.as_ref().map(|gpu| ReportDevices { gpu }),
+            after_run: &after_run,
             outcome: &outcome,
         };
         write_report(&report, req.report_file.as_deref());
@@ -233,6 +238,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
     if let Some(log) = audit {
         let mut record = Record::of_run(&req.policy, &spec.plan, &req.argv, &outcome, &user);
         record.network = egress.cloned();
+        record.after_run = (!after_run.is_quiet()).then(|| after_run.clone());
         if let Err(e) = log.append(record) {
             crate::say!("shellcage: {e}");
         }
@@ -316,7 +322,9 @@ fn start_sandbox(
         unreadable,
         spec.devices.as_ref(),
     );
-    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
+        spec.cleanup();
+    })?;
     let err = match spawn_with(&mut spec, proxy.is_some()) {
         Ok(spawned) => {
             return Ok(Started {
@@ -362,8 +370,12 @@ fn start_sandbox(
     crate::say!("shellcage: {msg}");
     let (mut spec, env) = describe_sandbox(req, plan, features, cgroups, &command, dirs)?;
     spec.layer_lock = lock;
-    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
-    let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| spec.cleanup());
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
+        spec.cleanup();
+    })?;
+    let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| {
+        spec.cleanup();
+    });
     let spawned = match spawned {
         Ok(s) => s,
         Err(e) => {
