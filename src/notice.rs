@@ -254,7 +254,16 @@ pub fn closing_hint(end: &RunEnd<'_>) -> Option<String> {
             if more == 1 { "" } else { "s" }
         ));
     }
-    let first = names.first().map_or("HOST", |(n, _)| n.as_str());
+    // The most asked-for name that is a host name (not a cut or escaped one).
+    let host = |n: &str| {
+        n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    let first = names
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| host(n))
+        .unwrap_or("HOST");
     Some(format!(
         "shellcage: the sandbox has no network (mode {}): refused name lookups: {list} \
          (hint: --net proxy --allow-host {first}, or network.mode = \"proxy\" with network.allow in the profile)",
@@ -398,11 +407,21 @@ mod tests {
             .collect();
         let line = closing_hint(&end(1, true, &evil, u64::MAX)).unwrap();
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(
+            line.contains("--allow-host HOST,"),
+            "no escaped name as advice: {line}"
+        );
         assert!(line.len() < 1000, "{}", line.len());
         assert!(
             line.contains(&format!("and {} more lookups", u64::MAX - 4000)),
             "{line}"
         );
+        let mixed = [
+            ("?x1b.example".to_string(), 9),
+            ("b.example".to_string(), 1),
+        ];
+        let line = closing_hint(&end(1, true, &mixed, 10)).unwrap();
+        assert!(line.contains("--allow-host b.example,"), "{line}");
         // Names beyond the kept list only counted.
         let line = closing_hint(&end(1, true, &[], 5)).unwrap();
         assert!(
