@@ -259,7 +259,7 @@ attack!(
     ));
         assert_eq!(out.code, Some(1), "{out:?}");
         assert!(
-            udp[0] > 10_000 && udp[1] > 10_000,
+            udp[0] > 10_000 && udp[1] > 1_000,
             "the flood was not answered: {out:?}"
         );
         assert!(
