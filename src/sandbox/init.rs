@@ -295,7 +295,11 @@ fn next_signal(waited: &SigSet, served: &mut Option<(Responder, SignalFd)>) -> n
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e),
+            Err(_) => {
+                // Never seen; rather than spin, stop answering and wait as without.
+                *served = None;
+                return waited.wait();
+            }
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             responder.serve();
