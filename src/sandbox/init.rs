@@ -270,7 +270,7 @@ struct NetnsUp {
 /// responder's socket). `None` when either fails: lookups then go unanswered (they fail as
 /// they would without the responder), the command is not stopped for it.
 fn serving(responder: Responder, blocked: &SigSet) -> Option<(Responder, SignalFd)> {
-    if privileges::drop_all().is_err() {
+    if privileges::drop_held().is_err() {
         return None;
     }
     let sfd = SignalFd::with_flags(blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()?;
