@@ -207,7 +207,12 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         crate::say!("shellcage: {why}");
     }
     tell(&req.policy, &outcome, limits.as_ref());
-    let egress = network.as_ref().and_then(|n| tell_network(n, &outcome));
+    let lookups = outcome.lookups.as_ref().map(|l| l.summary());
+    let egress = network
+        .as_ref()
+        .and_then(|n| tell_network(n, &outcome))
+        .or(lookups.as_ref());
+    closing_hint(&req.policy, &outcome);
     let (spec, env) = (&started.spec, &started.env);
     if req.policy.report {
         let report = Report {
@@ -600,6 +605,32 @@ fn tell_network<'a>(network: &'a ProxyOutcome, outcome: &Outcome) -> Option<&'a 
             None
         }
         (None, _) => None,
+    }
+}
+
+/// The one closing line after a failing command on a terminal, naming what the sandbox
+/// itself refused (network mode `none`: the name lookups it answered). Never from the
+/// command's output.
+fn closing_hint(policy: &Policy, outcome: &Outcome) {
+    use std::io::IsTerminal;
+    let Some(record) = &outcome.lookups else {
+        return;
+    };
+    let names: Vec<(String, u64)> = record
+        .names
+        .iter()
+        .map(|n| (n.name.clone(), n.count))
+        .collect();
+    let end = notice::RunEnd {
+        code: outcome.exit_code,
+        started: !matches!(outcome.status, Status::NotStarted(_) | Status::TimedOut),
+        stderr_tty: std::io::stderr().is_terminal(),
+        network: policy.network.name(),
+        lookups: &names,
+        lookups_total: record.total,
+    };
+    if let Some(line) = notice::closing_hint(&end) {
+        crate::say!("{line}");
     }
 }
 

@@ -14,6 +14,7 @@ pub mod home;
 pub mod init;
 pub mod landlock;
 pub mod limits;
+pub mod lookups;
 pub mod mount;
 pub mod net;
 pub mod privileges;

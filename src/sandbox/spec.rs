@@ -20,6 +20,7 @@ use super::env::{self, EnvOutcome, Fixed};
 use super::envrules;
 use super::home::{self, Attached, HomeError};
 use super::landlock::LandlockSpec;
+use super::lookups;
 use super::mount::{self, DEV_NODES, LayerDirs, MountError, MountPlan};
 use super::net::{self, Listening, NetSpec};
 use super::pyenv;
@@ -65,6 +66,9 @@ pub struct SandboxSpec {
     /// The host's GPU nodes the sandbox gets (`[devices] gpu`; `None` when
     /// not asked for, empty when the host has none).
     pub devices: Option<GpuNodes>,
+    /// Network mode `none` in a network namespace: the init answers name lookups itself,
+    /// at once, and records the names ([`super::lookups`]).
+    pub lookups: bool,
     pub command: CommandSpec,
 }
 
@@ -198,9 +202,20 @@ pub fn describe(
                 }
             }
             if net.as_ref().is_some_and(|n| n.proxy.is_some()) {
-                add_resolver_files(&mut m).inspect_err(|_| {
-                    mount::cleanup(&m);
-                })?;
+                add_resolver_files(&mut m, PROXY_FILES, "proxy", "the proxy's resolver")
+                    .inspect_err(|_| {
+                        mount::cleanup(&m);
+                    })?;
+            }
+            if answers_lookups(policy, &plan) {
+                // Not a guarantee: without it a lookup fails as it did before (later,
+                // with a musl resolver). Only where the sandbox reads resolv.conf: a
+                // host without one makes resolvers ask 127.0.0.1, the responder already.
+                if let Err(e) =
+                    add_resolver_files(&mut m, NONE_FILES, "none", "the sandbox's own answers")
+                {
+                    tracing::warn!("{e}");
+                }
             }
             if let Some(g) = &gpu {
                 m.add_devices(g);
@@ -244,6 +259,7 @@ pub fn describe(
         landlock.tcp_connect.extend(&n.publish);
         landlock.tcp_bind = n.publish.clone();
     }
+    let lookups = answers_lookups(policy, &plan);
     let mut spec = SandboxSpec {
         mounts,
         uid: nix::unistd::geteuid().as_raw(),
@@ -259,6 +275,7 @@ pub fn describe(
         home: kept,
         home_unavailable: unavailable,
         cgroup: None,
+        lookups,
         net,
         devices: gpu,
         command: CommandSpec {
@@ -432,24 +449,41 @@ fn net_spec(policy: &Policy, plan: &Plan) -> Result<Option<NetSpec>, DescribeErr
     }))
 }
 
-/// In proxy mode names resolve through the proxy's resolver: a generated, read-only
-/// resolv.conf and hosts file show where the sandbox reads `/etc/resolv.conf` and
+/// Network mode `none` in the namespaces tier: the init answers name lookups
+/// ([`super::lookups`]). The container tier has no namespace of its own to answer in (its
+/// seccomp filter refuses inet sockets: lookups fail at once there).
+fn answers_lookups(policy: &Policy, plan: &Plan) -> bool {
+    policy.network == NetMode::None && plan.new_netns
+}
+
+/// The files that point resolvers at the proxy's resolver (mode `proxy`) and at the
+/// init's answers (mode `none`, where `/etc/hosts` stays the host's: loopback names).
+const PROXY_FILES: &[(&str, &str)] = &[
+    ("/etc/resolv.conf", net::RESOLV_CONF),
+    ("/etc/hosts", net::HOSTS),
+];
+const NONE_FILES: &[(&str, &str)] = &[("/etc/resolv.conf", lookups::RESOLV_CONF)];
+
+/// Names resolve inside the sandbox's own namespace: generated, read-only resolv.conf
+/// (and in proxy mode hosts) files show where the sandbox reads `/etc/resolv.conf` and
 /// `/etc/hosts` ([`link_target`]). Without a host file there is nothing to cover (glibc,
-/// musl and Go then default to 127.0.0.1, which is the resolver too). A plan that cannot
-/// show them refuses the run (names would not resolve, and the command would fail far
-/// from the cause).
-fn add_resolver_files(m: &mut MountPlan) -> Result<(), DescribeError> {
-    for (path, text) in [
-        ("/etc/resolv.conf", net::RESOLV_CONF),
-        ("/etc/hosts", net::HOSTS),
-    ] {
+/// musl and Go then default to 127.0.0.1, which is the resolver too). In proxy mode a plan
+/// that cannot show them refuses the run (names would not resolve, and the command would
+/// fail far from the cause).
+fn add_resolver_files(
+    m: &mut MountPlan,
+    files: &[(&str, &str)],
+    mode: &str,
+    resolver: &str,
+) -> Result<(), DescribeError> {
+    for (path, text) in files {
         let Some(at) = link_target(Path::new(path)) else {
             continue;
         };
         m.add_file(&at, text.as_bytes().to_vec(), 0o444)
             .map_err(|e| {
                 DescribeError::Network(format!(
-                    "network mode proxy: cannot point {path} at the proxy's resolver: {e} (hint: make {path} a plain file or a symlink into /run)"
+                    "network mode {mode}: cannot point {path} at {resolver}: {e} (hint: make {path} a plain file or a symlink into /run)"
                 ))
             })?;
     }
