@@ -92,6 +92,10 @@ pub struct CommandSpec {
     /// An interactive shell on a terminal: keep the controlling terminal
     /// (foreground process group) instead of `setsid`.
     pub interactive: bool,
+    /// The command's own pty, relayed to the caller's terminal by the supervisor (set by
+    /// the supervisor after [`describe`], when the caller's stdin is its terminal; see
+    /// [`super::terminal`]).
+    pub terminal: Option<super::terminal::TerminalSpec>,
     /// When set (`-v`), the sandbox reports phase timestamps (µs since this
     /// instant) over the report pipe ([`super::report::Message::Phase`]).
     pub timing: Option<Instant>,
@@ -250,6 +254,7 @@ pub fn describe(
             path: env.vars.get("PATH").cloned().unwrap_or_default(),
             cwd,
             interactive: command.interactive,
+            terminal: None,
             timing: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
         },
     };
