@@ -222,8 +222,9 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
         }
     }
     mark(spec, report_fd, "network up");
-    start_network_helpers(spec, report_fd);
+    // Before the connector of the published ports is forked: it gets the pty too.
     let pty = own_terminal(spec, report_fd);
+    start_network_helpers(spec, report_fd);
     match spec.layer_lock {
         Some(lock) => sys::close_fds_except(&[0, 1, 2, report_fd, lock]),
         None => sys::close_fds_except(&[0, 1, 2, report_fd]),

@@ -10,7 +10,8 @@
 #   stdout    optional file for the program's fd 1 instead of the pty
 # Prints one JSON line: status (exit code, or -signal), output (the first 64 KiB, latin-1),
 # length and count_y of all output, termios before/after (tcgetattr of the pty, as the
-# caller's terminal), maxrss_kb of the program (wait4), timed_out, failed_step.
+# caller's terminal), maxrss_kb of the program (wait4), exited_at (seconds after the start,
+# as seen at the first look after the exit), timed_out, failed_step.
 import fcntl, json, os, re, select, signal, struct, sys, termios, time
 
 spec = json.loads(sys.argv[1])
@@ -37,13 +38,15 @@ count_y = 0
 window = bytearray()  # output since the last expect
 status = None
 maxrss = 0
+started = time.monotonic()
+exited_at = None
 deadline = time.monotonic() + spec.get("timeout", 60)
 timed_out = False
 failed = None
 
 
 def reap(block=False):
-    global status, maxrss
+    global status, maxrss, exited_at
     if status is not None:
         return True
     p, st, ru = os.wait4(pid, 0 if block else os.WNOHANG)
@@ -51,6 +54,7 @@ def reap(block=False):
         return False
     status = os.waitstatus_to_exitcode(st)
     maxrss = ru.ru_maxrss
+    exited_at = time.monotonic() - started
     return True
 
 
@@ -78,14 +82,14 @@ for i, step in enumerate(spec.get("steps", [])):
     if "expect" in step:
         pat = re.compile(step["expect"].encode("latin-1"))
         limit = time.monotonic() + step.get("within", 10)
-        while not pat.search(window):
+        while not (m := pat.search(window)):
             if time.monotonic() > limit or (reap() and not read_some(0.2)):
                 failed = i
                 break
             read_some(0.05)
         if failed is not None:
             break
-        window.clear()
+        del window[: m.end()]
     elif "send" in step:
         os.write(master, step["send"].encode("latin-1"))
     elif "sleep" in step:
@@ -93,7 +97,10 @@ for i, step in enumerate(spec.get("steps", [])):
         while time.monotonic() < end:
             read_some(0.05)
     elif "pause" in step:
-        time.sleep(step["pause"])
+        end = time.monotonic() + step["pause"]
+        while time.monotonic() < end:
+            reap()
+            time.sleep(0.05)
     elif "resize" in step:
         rows, cols = step["resize"]
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -130,6 +137,7 @@ print(json.dumps({
     "termios_before": [x if not isinstance(x, list) else [c if isinstance(c, int) else c.hex() for c in x] for x in before],
     "termios_after": [x if not isinstance(x, list) else [c if isinstance(c, int) else c.hex() for c in x] for x in after],
     "maxrss_kb": maxrss,
+    "exited_at": exited_at,
     "timed_out": timed_out,
     "failed_step": failed,
 }))
