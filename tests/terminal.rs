@@ -35,11 +35,12 @@ impl Seen {
     fn brief(&self) -> String {
         let out: String = self.output().chars().take(600).collect();
         format!(
-            "status {} failed_step {} timed_out {} exited_at {} length {} output {out:?}",
+            "status {} failed_step {} timed_out {} exited_at {} cpu {} length {} output {out:?}",
             self.v["status"],
             self.v["failed_step"],
             self.v["timed_out"],
             self.v["exited_at"],
+            self.v["cpu"],
             self.v["length"]
         )
     }
@@ -221,6 +222,7 @@ fn a_terminal_that_takes_nothing_does_not_hold_up_the_timeout() {
         "the control: the terminal was stuck {}",
         s.brief()
     );
+    assert!(s.num("cpu") < 2.0, "a busy loop? {}", s.brief());
     assert!(s.restored());
 }
 
@@ -261,6 +263,8 @@ fn what_the_command_does_with_its_pty_ends_with_it() {
     );
     assert_eq!(s.status(), 7, "{}", s.brief());
     assert!(s.num("maxrss_kb") < 24_000.0, "{}", s.brief());
+    // Waiting for a pty that takes nothing is not a busy loop (it would burn ~3 s).
+    assert!(s.num("cpu") < 1.0, "cpu {}", s.brief());
     assert!(s.restored());
 }
 

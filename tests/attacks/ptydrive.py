@@ -10,7 +10,8 @@
 #   stdout    optional file for the program's fd 1 instead of the pty
 # Prints one JSON line: status (exit code, or -signal), output (the first 64 KiB, latin-1),
 # length and count_y of all output, termios before/after (tcgetattr of the pty, as the
-# caller's terminal), maxrss_kb of the program (wait4), exited_at (seconds after the start,
+# caller's terminal), maxrss_kb and cpu (user + system seconds) of the program and what it
+# waited for (wait4), exited_at (seconds after the start,
 # as seen at the first look after the exit), timed_out, failed_step.
 import fcntl, json, os, re, select, signal, struct, sys, termios, time
 
@@ -38,6 +39,7 @@ count_y = 0
 window = bytearray()  # output since the last expect
 status = None
 maxrss = 0
+cpu = None
 started = time.monotonic()
 exited_at = None
 deadline = time.monotonic() + spec.get("timeout", 60)
@@ -46,7 +48,7 @@ failed = None
 
 
 def reap(block=False):
-    global status, maxrss, exited_at
+    global status, maxrss, exited_at, cpu
     if status is not None:
         return True
     p, st, ru = os.wait4(pid, 0 if block else os.WNOHANG)
@@ -54,6 +56,7 @@ def reap(block=False):
         return False
     status = os.waitstatus_to_exitcode(st)
     maxrss = ru.ru_maxrss
+    cpu = ru.ru_utime + ru.ru_stime
     exited_at = time.monotonic() - started
     return True
 
@@ -137,6 +140,7 @@ print(json.dumps({
     "termios_before": [x if not isinstance(x, list) else [c if isinstance(c, int) else c.hex() for c in x] for x in before],
     "termios_after": [x if not isinstance(x, list) else [c if isinstance(c, int) else c.hex() for c in x] for x in after],
     "maxrss_kb": maxrss,
+    "cpu": cpu,
     "exited_at": exited_at,
     "timed_out": timed_out,
     "failed_step": failed,
