@@ -64,6 +64,10 @@ pub struct Record {
     /// count, reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::net::summary::SummaryReport>,
+    /// What the exit step did in the workspace, when it did or said anything
+    /// (a repository check cut short is on record here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_run: Option<crate::sandbox::mount::AfterRun>,
     /// SHA-256 of the previous line (the chain).
     pub prev: String,
 }
@@ -92,6 +96,7 @@ impl Record {
             duration_ms: outcome.duration_ms,
             timeout: outcome.status == Status::TimedOut,
             network: None,
+            after_run: None,
             prev: String::new(),
         }
     }
@@ -425,6 +430,7 @@ mod tests {
             duration_ms: 5,
             timeout: false,
             network: None,
+            after_run: None,
             prev: String::new(),
         }
     }

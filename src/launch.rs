@@ -20,7 +20,7 @@ use crate::sandbox::configs::Configs;
 use crate::sandbox::env::EnvOutcome;
 use crate::sandbox::home::{self, HomeUse};
 use crate::sandbox::landlock::LandlockStatus;
-use crate::sandbox::mount::{EnvScan, LayerDirs};
+use crate::sandbox::mount::{AfterRun, EnvScan, LayerDirs};
 use crate::sandbox::proxy::{self, ProxyConfig, ProxyError, ProxyOutcome, ProxyProcess};
 use crate::sandbox::spawn::{self, SpawnError, Spawned};
 use crate::sandbox::spec::LimitsOutcome;
@@ -83,6 +83,10 @@ pub struct Report<'a> {
     /// (absent when the run had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<&'a LimitsOutcome>,
+    /// What the exit step did in the workspace (repositories checked and
+    /// neutralised, placeholders, merge-back), absent when nothing.
+    #[serde(skip_serializing_if = "AfterRun::is_quiet")]
+    pub after_run: &'a AfterRun,
     pub outcome: &'a Outcome,
 }
 
@@ -179,7 +183,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
     let limits = started.spec.end_limits();
     let network = started.proxy.map(ProxyProcess::finish);
     tracing::debug!(target: "shellcage::timing", "proxy finished {}", start.elapsed().as_micros());
-    started.spec.cleanup();
+    let after_run = started.spec.cleanup();
     let home_use = match started.spec.home.take() {
         Some(kept) => home::after_run(kept),
         None => HomeUse::fresh(
@@ -218,6 +222,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
             egress,
             fallback: started.fallback.as_deref(),
             limits: limits.as_ref(),
+            after_run: &after_run,
             outcome: &outcome,
         };
         write_report(&report, req.report_file.as_deref());
@@ -225,6 +230,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
     if let Some(log) = audit {
         let mut record = Record::of_run(&req.policy, &spec.plan, &req.argv, &outcome, &user);
         record.network = egress.cloned();
+        record.after_run = (!after_run.is_quiet()).then(|| after_run.clone());
         if let Err(e) = log.append(record) {
             crate::say!("shellcage: {e}");
         }
@@ -302,7 +308,9 @@ fn start_sandbox(
         .as_ref()
         .map_or(&[][..], |m| &m.env_scan.unreadable[..]);
     notices(&req.policy, &env, &spec.configs, unreadable);
-    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
+        spec.cleanup();
+    })?;
     let relay = own_terminal(&mut spec);
     let err = match spawn_with(&mut spec, proxy.is_some()) {
         Ok(spawned) => {
@@ -350,9 +358,13 @@ fn start_sandbox(
     crate::say!("shellcage: {msg}");
     let (mut spec, env) = describe_sandbox(req, plan, features, cgroups, &command, dirs)?;
     spec.layer_lock = lock;
-    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| spec.cleanup())?;
+    let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
+        spec.cleanup();
+    })?;
     let relay = own_terminal(&mut spec);
-    let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| spec.cleanup());
+    let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| {
+        spec.cleanup();
+    });
     let spawned = match spawned {
         Ok(s) => s,
         Err(e) => {

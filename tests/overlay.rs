@@ -555,6 +555,7 @@ fn apply_branch_commits_the_changes_without_touching_the_work_tree() {
         duration_ms: 5,
         timeout: false,
         network: None,
+        after_run: None,
         prev: String::new(),
     };
     shellcage::audit::AuditLog::open(&audit)

@@ -191,7 +191,9 @@ pub fn describe(
                 }
             }
             if net.as_ref().is_some_and(|n| n.proxy.is_some()) {
-                add_resolver_files(&mut m).inspect_err(|_| mount::cleanup(&m))?;
+                add_resolver_files(&mut m).inspect_err(|_| {
+                    mount::cleanup(&m);
+                })?;
             }
             (Some(m), None, None, configs)
         }
@@ -291,19 +293,20 @@ impl SandboxSpec {
     }
 
     /// Undo what [`describe`] did on the host: placeholders, the per-run
-    /// directory, the cgroups. Called on every exit path once the spec exists.
-    pub fn cleanup(&mut self) {
+    /// directory, the cgroups; and check what the run left in the workspace.
+    /// Called on every exit path once the spec exists; returns what the
+    /// exit step did (for the report).
+    pub fn cleanup(&mut self) -> mount::AfterRun {
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
                 crate::say!("shellcage: {e}");
             }
         }
-        if let Some(m) = &self.mounts {
-            mount::cleanup(m);
-        }
+        let after = self.mounts.as_ref().map(mount::cleanup).unwrap_or_default();
         if let Some(run) = &self.run_dir {
             run.remove();
         }
+        after
     }
 }
 

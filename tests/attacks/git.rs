@@ -67,11 +67,15 @@ struct During {
 
 impl During {
     fn start(c: &Ctx, script: &str) -> During {
+        During::start_with(c, &[], script)
+    }
+
+    fn start_with(c: &Ctx, extra: &[&str], script: &str) -> During {
         let full = format!(
             "{script}\ntouch .ready; i=0; while [ ! -e .go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
         );
         let child = c
-            .sc_cmd(&[], &["/bin/sh", "-c", &full])
+            .sc_cmd(extra, &["/bin/sh", "-c", &full])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -475,3 +479,81 @@ attack!(git_config_merge_back, "git", |c| {
     assert_eq!(control.code, Some(0), "{control:?}");
     assert_eq!(host("alias.x"), "!id");
 });
+
+/// The `after_run.repositories` object of a `--report-file` report.
+fn repo_check(report: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(report).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["after_run"]["repositories"].clone()
+}
+
+// The exit check cut short must be on record, not only a line in a terminal:
+// a command hides the repository it planted from the check (as a user:
+// `chmod 000` on the directory above it; as root, who reads anything, the
+// planted config is made immutable on the host meanwhile, as anything the
+// check cannot change would be). Before, the run's JSON report and audit
+// record said nothing (only a warning on stderr): the report said the run
+// was clean. Now `after_run.repositories.complete` is false and the notes
+// name the path. Control: the same repository, not hidden, is checked
+// completely and neutralised.
+attack!(
+    git_repository_hidden_from_the_exit_check_is_on_record,
+    "git",
+    |c| {
+        init_repo(&c);
+        let root = nix::unistd::geteuid().is_root();
+        let inner = nested_script(&c, "bare", "sub");
+        let plant = format!("(mkdir deep && cd deep && {inner})");
+        let report = c.ws.path().join("..").join(format!(
+            "report-{}.json",
+            c.ws.path().file_name().unwrap().to_string_lossy()
+        ));
+        let report_arg = report.display().to_string();
+        let config = c.ws.path().join("deep/sub/config");
+        let hidden = if root {
+            let run = During::start_with(&c, &["--report-file", &report_arg], &plant);
+            let chattr = Command::new("chattr").arg("+i").arg(&config).status();
+            let out = run.finish();
+            let _ = Command::new("chattr").arg("-i").arg(&config).status();
+            assert!(chattr.is_ok_and(|s| s.success()), "chattr +i {config:?}");
+            out
+        } else {
+            let out = c.sc(
+                &["--report-file", &report_arg],
+                &format!("(mkdir deep && cd deep && {inner} && chmod 000 .)"),
+            );
+            let _ = std::fs::set_permissions(
+                c.ws.path().join("deep"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            );
+            out
+        };
+        assert!(hidden.stdout.contains("planted=0"), "{hidden:?}");
+        let check = repo_check(&report);
+        assert_eq!(check["complete"], false, "{check}");
+        c.seen(&format!(
+            "hidden from the exit check: {}",
+            hidden
+                .stderr
+                .lines()
+                .find(|l| l.contains("could not"))
+                .unwrap_or("NOT SAID")
+        ));
+        assert!(
+            hidden.stderr.contains("shellcage: warning: git: could not"),
+            "{hidden:?}"
+        );
+        // Control: not hidden, the check is complete and neutralises it.
+        let _ = std::fs::remove_dir_all(c.ws.path().join("deep"));
+        let out = c.sc(&["--report-file", &report_arg], &plant);
+        assert!(out.stdout.contains("planted=0"), "{out:?}");
+        let check = repo_check(&report);
+        let _ = std::fs::remove_file(&report);
+        assert_eq!(check["complete"], true, "{check}");
+        assert!(check["neutralised"].as_u64() >= Some(1), "{check}");
+        assert!(
+            !host_git_ran(&c, "deep/sub"),
+            "control: the check missed it"
+        );
+    }
+);

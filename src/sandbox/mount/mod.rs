@@ -28,7 +28,7 @@ use crate::sys::SysError;
 pub use apply::apply;
 pub use env_scan::EnvScan;
 pub use layer::LayerDirs;
-pub use protect::Protection;
+pub use protect::{AfterRun, Protection, RepoCheck};
 
 /// Device nodes bound from the host into the sandbox's /dev.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -326,6 +326,6 @@ impl MountPlan {
 
 /// Undo what [`prepare`] did on the host. Called by the supervisor on every
 /// exit path (normal, signal, error).
-pub fn cleanup(plan: &MountPlan) {
-    protect::cleanup(&plan.protection);
+pub fn cleanup(plan: &MountPlan) -> protect::AfterRun {
+    protect::cleanup(&plan.protection)
 }

@@ -578,39 +578,82 @@ fn resolve_link(
     Ok((links, cur))
 }
 
+/// What the exit step did on the host (said on stderr as it happens, and
+/// kept for `--report json` and the audit record, so that a check cut short
+/// is on record and not only in a terminal's scrollback).
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct AfterRun {
+    /// The check of the repositories the run made or changed (absent when
+    /// the run had no writable workspace to check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<RepoCheck>,
+    /// Every line said about the workspace at exit, as on stderr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl AfterRun {
+    /// Nothing was said and nothing was cut short.
+    pub fn is_quiet(&self) -> bool {
+        self.notes.is_empty() && self.repositories.as_ref().is_none_or(|r| r.complete)
+    }
+
+    fn say(&mut self, line: String) {
+        crate::say!("{line}");
+        let line = line.strip_prefix("shellcage: ").unwrap_or(&line).to_owned();
+        self.notes.push(line);
+    }
+}
+
+/// The exit-time repository check (see [`check_repositories`]).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RepoCheck {
+    /// Every directory of the workspace was read and every change that had
+    /// to be undone was undone. `false`: some repository may still hold
+    /// what the command wrote (the notes say where).
+    pub complete: bool,
+    pub directories_read: usize,
+    /// Files changed back, removed or moved aside.
+    pub neutralised: usize,
+}
+
 /// Remove the placeholders of every run that has finished with this
 /// workspace, if no other run is using it. Called by the supervisor on every
 /// exit path (normal, signal, error).
-pub fn cleanup(protection: &Protection) {
+pub fn cleanup(protection: &Protection) -> AfterRun {
+    let mut after = AfterRun::default();
     let Some(placer) = &protection.placer else {
-        return;
+        return after;
     };
     let ws = placer.dir_path(0);
     for copy in &protection.git {
         let shown = copy.host.strip_prefix(ws).unwrap_or(&copy.host);
         if let Some(line) = copy.finish(shown) {
-            crate::say!("{line}");
+            after.say(line);
         }
     }
     if placer.last_out() {
         for (path, err) in placer.remove_all() {
             // The user should hear about a stray entry we leave in their tree.
-            crate::say!(
+            after.say(format!(
                 "shellcage: warning: placeholder {} not removed: {err}",
                 path.display()
-            );
+            ));
         }
     } else {
         tracing::debug!("another sandbox uses the workspace; leaving placeholders to it");
     }
     for line in disable_new_matches(protection, ws) {
-        crate::say!("{line}");
+        after.say(line);
     }
     if let Some(since) = protection.git_check_since {
-        for line in check_repositories(ws, since) {
-            crate::say!("{line}");
+        let (check, lines) = check_repositories(ws, since);
+        for line in lines {
+            after.say(line);
         }
+        after.repositories = Some(check);
     }
+    after
 }
 
 /// The exit step for repositories the run made or changed anywhere in the
@@ -623,16 +666,25 @@ pub fn cleanup(protection: &Protection) {
 /// The workspace's own `.git` is skipped: its config, hooks, `commondir` and
 /// `config.worktree` were held for the whole run (what changed there is the
 /// merge-back's), and so are this or a concurrent run's placeholders.
-/// Returns the lines for stderr.
-pub fn check_repositories(ws: &Path, since: (i64, i64)) -> Vec<String> {
+/// Returns what was done and the lines for stderr.
+pub fn check_repositories(ws: &Path, since: (i64, i64)) -> (RepoCheck, Vec<String>) {
+    use crate::git::neutralise::Action;
     use crate::git::repo::Inventory;
     let mut after = match Inventory::scan(ws) {
         Ok(inv) => inv,
         Err(e) => {
-            return vec![format!(
-                "shellcage: warning: git: could not check {} for repositories the command made: {e} (hint: do not run git there before checking it)",
-                ws.display()
-            )];
+            let check = RepoCheck {
+                complete: false,
+                directories_read: 0,
+                neutralised: 0,
+            };
+            return (
+                check,
+                vec![format!(
+                    "shellcage: warning: git: could not check {} for repositories the command made: {e} (hint: do not run git there before checking it)",
+                    ws.display()
+                )],
+            );
         }
     };
     // Not judged at all (a stamp from just before the run would look new).
@@ -650,7 +702,17 @@ pub fn check_repositories(ws: &Path, since: (i64, i64)) -> Vec<String> {
         actions = report.actions.len(),
         "repositories checked"
     );
-    report.lines(&after.root)
+    let failed = report
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Failed { .. }))
+        .count();
+    let check = RepoCheck {
+        complete: failed == 0 && report.unreadable.is_empty(),
+        directories_read: after.dirs_read,
+        neutralised: report.actions.len() - failed,
+    };
+    (check, report.lines(&after.root))
 }
 
 #[cfg(test)]

@@ -297,7 +297,9 @@ fn the_exit_check_judges_nested_repositories_not_the_workspaces_own() {
     // A concurrent run's placeholder for a missing `.git`: not a link to judge.
     std::fs::create_dir(ws.join("other")).unwrap();
     symlink(LINK_TARGET, ws.join("other/.git")).unwrap();
-    let lines = check_repositories(&ws, since);
+    let (check, lines) = check_repositories(&ws, since);
+    assert!(check.complete, "{check:?}");
+    assert_eq!(check.neutralised, 2, "{check:?}");
     assert!(ws.join(".git/hooks/pre-commit").exists());
     assert!(is_link_placeholder(&ws.join("other/.git")));
     assert!(!ws.join("sub/.git/hooks/pre-commit").exists());
