@@ -90,7 +90,8 @@ pub struct CommandSpec {
     /// Working directory inside the sandbox.
     pub cwd: PathBuf,
     /// An interactive shell on a terminal: keep the controlling terminal
-    /// (foreground process group) instead of `setsid`.
+    /// (foreground process group) instead of `setsid`, when the command has no
+    /// pty of its own ([`CommandSpec::terminal`]).
     pub interactive: bool,
     /// The command's own pty, relayed to the caller's terminal by the supervisor (set by
     /// the supervisor after [`describe`], when the caller's stdin is its terminal; see
