@@ -366,6 +366,11 @@ pub struct RunOpts {
     /// (repeatable; SANDBOX_PORT defaults to PORT). Every network mode but host.
     #[arg(long, value_name = "[HOST_ADDR:]PORT[:SANDBOX_PORT]")]
     pub publish: Vec<String>,
+    /// Expose the host's GPU device nodes (/dev/nvidia*, /dev/nvidia-caps/*,
+    /// /dev/dri/*) read-write with ioctl, and nothing else of /dev; refused (125)
+    /// when the host has none. The profile key is `[devices] gpu`.
+    #[arg(long)]
+    pub gpu: bool,
     /// Isolation tier (default: $SHELLCAGE_TIER, else the profile's `tier`).
     #[arg(long, value_enum, value_name = "TIER")]
     pub tier: Option<TierChoice>,

@@ -17,6 +17,7 @@ use crate::policy::TierChoice;
 use crate::probe::{self, CgroupLimit, Features, SeccompStatus, Userns};
 use crate::request::Request;
 use crate::sandbox::cgroup::{self, LayoutKind, LimitRequest, Swap, Version};
+use crate::sandbox::devices::GpuNodes;
 use crate::sandbox::landlock::{self, Enforced, LandlockSpec, LandlockStatus};
 use crate::sandbox::report::{self, Decoder, Message};
 use crate::sys;
@@ -119,6 +120,10 @@ struct Doctor {
     user_namespaces: UserNs,
     seccomp: SeccompStatus,
     cgroup: Cgroups,
+    /// The host's GPU device nodes: what `--gpu` / `[devices] gpu = true` would bind.
+    gpu_devices: GpuNodes,
+    /// The profile's `[devices] gpu`.
+    profile_gpu: bool,
     profile: String,
     profile_source: String,
     tier_choice: TierChoice,
@@ -288,6 +293,8 @@ pub fn run(json: bool, profile: &str, tier: Option<TierChoice>) -> anyhow::Resul
         },
         seccomp: probe::seccomp_status(),
         cgroup: cgroups(&features),
+        gpu_devices: crate::sandbox::devices::scan_gpu(),
+        profile_gpu: policy.devices.gpu,
         profile: policy.profile.clone(),
         profile_source: policy.source.clone(),
         tier_choice: policy.tier,
@@ -415,6 +422,35 @@ fn kernel_lines(s: &mut String, d: &Doctor) {
         opt(&d.seccomp.inherited_filters)
     );
     cgroup_lines(s, &d.cgroup);
+    gpu_lines(s, &d.gpu_devices, d.profile_gpu);
+}
+
+/// The GPU nodes `--gpu` would bind, and what under those names it would not.
+fn gpu_lines(s: &mut String, g: &GpuNodes, profile_gpu: bool) {
+    use std::fmt::Write as _;
+    let asked = if profile_gpu {
+        "the profile sets [devices] gpu = true"
+    } else {
+        "exposed only with --gpu or [devices] gpu = true"
+    };
+    if g.nodes.is_empty() {
+        let _ = writeln!(
+            s,
+            "gpu devices     none ({} hold no character device): --gpu refuses here",
+            crate::sandbox::devices::GPU_PATTERNS
+        );
+    } else {
+        let _ = writeln!(s, "gpu devices     {} nodes ({asked})", g.nodes.len());
+        for n in &g.nodes {
+            let _ = writeln!(s, "  {:<30} {}:{}", n.path.display(), n.major, n.minor);
+        }
+        for l in &g.links {
+            let _ = writeln!(s, "  {:<30} -> {}", l.path.display(), l.target.display());
+        }
+    }
+    for k in &g.skipped {
+        let _ = writeln!(s, "  {:<30} not exposed: {}", k.path.display(), k.why);
+    }
 }
 
 fn cgroup_lines(s: &mut String, c: &Cgroups) {

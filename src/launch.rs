@@ -17,6 +17,7 @@ use crate::probe::{Features, Gap, KernelVersion, Userns};
 use crate::request::{self, Request, RequestError};
 use crate::sandbox::cgroup::{self, CgroupPlan};
 use crate::sandbox::configs::Configs;
+use crate::sandbox::devices::GpuNodes;
 use crate::sandbox::env::EnvOutcome;
 use crate::sandbox::home::{self, HomeUse};
 use crate::sandbox::landlock::LandlockStatus;
@@ -83,11 +84,21 @@ pub struct Report<'a> {
     /// (absent when the run had none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<&'a LimitsOutcome>,
+    /// The host devices exposed (`[devices] gpu`; absent when not asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<ReportDevices<'a>>,
     /// What the exit step did in the workspace (repositories checked and
     /// neutralised, placeholders, merge-back), absent when nothing.
     #[serde(skip_serializing_if = "AfterRun::is_quiet")]
     pub after_run: &'a AfterRun,
     pub outcome: &'a Outcome,
+}
+
+/// The report's `devices`: the GPU nodes bound (and recreated links, and
+/// what was skipped under the searched names).
+#[derive(Debug, Serialize)]
+pub struct ReportDevices<'a> {
+    pub gpu: &'a GpuNodes,
 }
 
 /// A sandbox that was started, and what the report says about how.
@@ -200,7 +211,12 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         crate::say!("shellcage: {why}");
     }
     tell(&req.policy, &outcome, limits.as_ref());
-    let egress = network.as_ref().and_then(|n| tell_network(n, &outcome));
+    let lookups = outcome.lookups.as_ref().map(|l| l.summary());
+    let egress = network
+        .as_ref()
+        .and_then(|n| tell_network(n, &outcome))
+        .or(lookups.as_ref());
+    closing_hint(&req.policy, &outcome);
     let (spec, env) = (&started.spec, &started.env);
     if req.policy.report {
         let report = Report {
@@ -222,6 +238,7 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
             egress,
             fallback: started.fallback.as_deref(),
             limits: limits.as_ref(),
+            devices: spec.devices.as_ref().map(|gpu| ReportDevices { gpu }),
             after_run: &after_run,
             outcome: &outcome,
         };
@@ -307,7 +324,13 @@ fn start_sandbox(
         .mounts
         .as_ref()
         .map_or(&[][..], |m| &m.env_scan.unreadable[..]);
-    notices(&req.policy, &env, &spec.configs, unreadable);
+    notices(
+        &req.policy,
+        &env,
+        &spec.configs,
+        unreadable,
+        spec.devices.as_ref(),
+    );
     let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
         spec.cleanup();
     })?;
@@ -396,7 +419,13 @@ fn own_terminal(spec: &mut SandboxSpec) -> Option<Relay> {
 /// profile (while what it names stays the same): variables a rule would have
 /// passed but that were dropped, config files that stay hidden, directories
 /// the `.env` scan could not read (hidden whole).
-fn notices(policy: &Policy, env: &EnvOutcome, configs: &Configs, unreadable: &[PathBuf]) {
+fn notices(
+    policy: &Policy,
+    env: &EnvOutcome,
+    configs: &Configs,
+    unreadable: &[PathBuf],
+    gpu: Option<&GpuNodes>,
+) {
     // The runtime directory is made only when there is something to say: a
     // run with no notice leaves nothing on the host.
     let seen = std::cell::OnceCell::new();
@@ -434,6 +463,13 @@ fn notices(policy: &Policy, env: &EnvOutcome, configs: &Configs, unreadable: &[P
         for line in hidden {
             crate::say!("{line}");
         }
+    }
+    // `--gpu` refused already; a profile's `gpu = true` runs without one.
+    if gpu.is_some_and(|g| g.nodes.is_empty()) && once("gpu-absent", &[]) {
+        crate::say!(
+            "shellcage: [devices] gpu = true, but this host has no GPU device node ({}): the command runs without one",
+            crate::sandbox::devices::GPU_PATTERNS
+        );
     }
 }
 
@@ -587,6 +623,32 @@ fn tell_network<'a>(network: &'a ProxyOutcome, outcome: &Outcome) -> Option<&'a 
             None
         }
         (None, _) => None,
+    }
+}
+
+/// The one closing line after a failing command on a terminal, naming what the sandbox
+/// itself refused (network mode `none`: the name lookups it answered). Never from the
+/// command's output.
+fn closing_hint(policy: &Policy, outcome: &Outcome) {
+    use std::io::IsTerminal;
+    let Some(record) = &outcome.lookups else {
+        return;
+    };
+    let names: Vec<(String, u64)> = record
+        .names
+        .iter()
+        .map(|n| (n.name.clone(), n.count))
+        .collect();
+    let end = notice::RunEnd {
+        code: outcome.exit_code,
+        started: !matches!(outcome.status, Status::NotStarted(_) | Status::TimedOut),
+        stderr_tty: std::io::stderr().is_terminal(),
+        network: policy.network.name(),
+        lookups: &names,
+        lookups_total: record.total,
+    };
+    if let Some(line) = notice::closing_hint(&end) {
+        crate::say!("{line}");
     }
 }
 

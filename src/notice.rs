@@ -5,12 +5,14 @@
 //!   passed but that were refused (names only, never values), at most once
 //!   per workspace+profile for the same set of names ([`Seen`]);
 //! - [`closing_hint`]: after a failing command whose stderr is a terminal,
-//!   what the sandbox *knows* it refused (a name lookup its resolver answered,
-//!   a protected path whose change it discarded). Never guessed from the
-//!   command's output.
+//!   what the sandbox *knows* it refused: the name lookups it answered itself
+//!   in network mode `none`. Never guessed from the command's output. (A write
+//!   to a protected path is refused by the kernel, EROFS on a read-only bind or
+//!   EACCES from Landlock, with no event shellcage can see; refused `.git/config`
+//!   keys have their own line when they are merged back.)
 //!
 //! Both print only what shellcage decided, with text from the sandbox (DNS
-//! names, paths) reduced to a safe character set: a hostile command must not
+//! names) reduced to a safe character set: a hostile command must not
 //! be able to write escape sequences or a fake `shellcage:` line through them.
 
 use std::io::Write;
@@ -193,95 +195,80 @@ impl Seen {
     }
 }
 
-/// Something the sandbox refused and knows it refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// A name lookup answered NXDOMAIN by shellcage's resolver (network mode
-    /// `none`, or a name the proxy's allowlist does not hold).
-    Lookup { name: String },
-    /// A change to a protected path that shellcage saw and discarded (the
-    /// private `.git/config` merge-back, the overlay's apply).
-    ProtectedChange { path: String },
-}
-
 /// What the closing hint needs to know about the run.
 pub struct RunEnd<'a> {
     /// The command's exit status as shellcage will return it.
     pub code: i32,
-    /// Is shellcage's stderr a terminal?
+    /// Did the command run to its end (not refused before it started, not timed out)?
+    pub started: bool,
+    /// Is shellcage's stderr (the command's) a terminal?
     pub stderr_tty: bool,
-    /// The profile's network mode, as the user writes it (`none`, `loopback` …).
+    /// The profile's network mode, as the user writes it (`none`).
     pub network: &'a str,
-    pub refused: &'a [Refusal],
+    /// The name lookups the sandbox answered itself (refused), with their counts, and
+    /// the count of all of them (names beyond the list included).
+    pub lookups: &'a [(String, u64)],
+    pub lookups_total: u64,
 }
 
-/// The closing hint line, or `None`: only for a failing command (not
-/// shellcage's own 124/125), only on a terminal, only when the sandbox
-/// recorded a refusal.
+/// Names the closing hint shows before "and N more".
+const HINT_NAMES: usize = 4;
+
+/// The closing hint line, or `None`: only for a failing command that ran (not
+/// shellcage's own 124/125), only on a terminal, only when the sandbox refused a lookup.
+///
+/// `shellcage: the sandbox has no network (mode none): refused name lookups: a.example ×3
+/// (hint: --net proxy --allow-host a.example, or network.mode = "proxy" with
+/// network.allow in the profile)`
 pub fn closing_hint(end: &RunEnd<'_>) -> Option<String> {
-    if end.code == 0 || end.code == 124 || end.code == 125 || !end.stderr_tty {
+    if end.code == 0 || !end.started || !end.stderr_tty || end.lookups_total == 0 {
         return None;
     }
-    let names = |want: fn(&Refusal) -> Option<&String>| -> Vec<String> {
-        end.refused.iter().filter_map(want).cloned().collect()
+    let mut names: Vec<(String, u64)> = end
+        .lookups
+        .iter()
+        .map(|(n, c)| (safe_name(n), *c))
+        .collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let shown: Vec<String> = names
+        .iter()
+        .take(HINT_NAMES)
+        .map(|(n, c)| match c {
+            1 => n.clone(),
+            c => format!("{n} \u{d7}{c}"),
+        })
+        .collect();
+    let shown_count = names
+        .iter()
+        .take(HINT_NAMES)
+        .map(|(_, c)| *c)
+        .fold(0, u64::saturating_add);
+    let mut list = shown.join(", ");
+    let more = end.lookups_total.saturating_sub(shown_count);
+    if more > 0 {
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        list.push_str(&format!(
+            "and {more} more lookup{}",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    // The most asked-for name that is a host name (not a cut or escaped one).
+    let host = |n: &str| {
+        n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
     };
-    let lookups = names(|r| match r {
-        Refusal::Lookup { name } => Some(name),
-        _ => None,
-    });
-    let changes = names(|r| match r {
-        Refusal::ProtectedChange { path } => Some(path),
-        _ => None,
-    });
-    let mut what = Vec::new();
-    let mut hints = Vec::new();
-    if !lookups.is_empty() {
-        what.push(format!(
-            "{} of {} (network mode {})",
-            plural(lookups.len(), "name lookup"),
-            short_list(&lookups),
-            safe_name(end.network)
-        ));
-        hints.push("--net host for a command you trust, or a profile that allows the host");
-    }
-    if !changes.is_empty() {
-        what.push(format!(
-            "{} to {} (protected)",
-            plural(changes.len(), "change"),
-            short_list(&changes)
-        ));
-        hints.push("make the change outside the sandbox");
-    }
-    if what.is_empty() {
-        return None;
-    }
+    let first = names
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| host(n))
+        .unwrap_or("HOST");
     Some(format!(
-        "shellcage: the sandbox refused {} (hint: {})",
-        what.join("; "),
-        hints.join("; ")
+        "shellcage: the sandbox has no network (mode {}): refused name lookups: {list} \
+         (hint: --net proxy --allow-host {first}, or network.mode = \"proxy\" with network.allow in the profile)",
+        safe_name(end.network)
     ))
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("a {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// Up to three names, then "…".
-fn short_list(names: &[String]) -> String {
-    let mut v: Vec<String> = names.iter().map(|n| safe_name(n)).collect();
-    v.sort();
-    v.dedup();
-    let more = v.len() > 3;
-    v.truncate(3);
-    let mut s = v.join(", ");
-    if more {
-        s.push_str(", …");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -374,61 +361,72 @@ mod tests {
         assert!(runtime_dir_in(None, link.path(), uid).is_err());
     }
 
-    fn end<'a>(code: i32, tty: bool, refused: &'a [Refusal]) -> RunEnd<'a> {
+    fn end<'a>(code: i32, tty: bool, lookups: &'a [(String, u64)], total: u64) -> RunEnd<'a> {
         RunEnd {
             code,
+            started: true,
             stderr_tty: tty,
             network: "none",
-            refused,
+            lookups,
+            lookups_total: total,
         }
     }
 
     #[test]
     fn closing_hint_only_when_known_failing_and_on_a_terminal() {
         let r = vec![
-            Refusal::Lookup {
-                name: "index.crates.io".into(),
-            },
-            Refusal::Lookup {
-                name: "static.crates.io".into(),
-            },
-            Refusal::Lookup {
-                name: "index.crates.io".into(),
-            },
+            ("index.crates.example".to_string(), 3),
+            ("static.crates.example".to_string(), 1),
         ];
         assert_eq!(
-            closing_hint(&end(101, true, &r)).unwrap(),
-            "shellcage: the sandbox refused 3 name lookups of index.crates.io, static.crates.io \
-             (network mode none) (hint: --net host for a command you trust, or a profile that allows the host)"
+            closing_hint(&end(101, true, &r, 4)).unwrap(),
+            "shellcage: the sandbox has no network (mode none): refused name lookups: \
+             index.crates.example \u{d7}3, static.crates.example (hint: --net proxy --allow-host \
+             index.crates.example, or network.mode = \"proxy\" with network.allow in the profile)"
         );
-        assert_eq!(closing_hint(&end(0, true, &r)), None);
-        assert_eq!(closing_hint(&end(1, false, &r)), None);
-        assert_eq!(closing_hint(&end(125, true, &r)), None);
-        assert_eq!(closing_hint(&end(124, true, &r)), None);
-        assert_eq!(closing_hint(&end(1, true, &[])), None);
-        let both = [
-            Refusal::Lookup {
-                name: "example.org".into(),
-            },
-            Refusal::ProtectedChange {
-                path: ".git/config core.hooksPath".into(),
-            },
-        ];
-        let line = closing_hint(&end(128 + 15, true, &both)).unwrap();
-        assert!(line.contains("a name lookup of example.org"), "{line}");
-        assert!(
-            line.contains("a change to .git/config?core.hooksPath (protected)"),
-            "{line}"
-        );
+        assert_eq!(closing_hint(&end(0, true, &r, 4)), None);
+        assert_eq!(closing_hint(&end(1, false, &r, 4)), None);
+        assert_eq!(closing_hint(&end(1, true, &[], 0)), None);
+        let mut not_run = end(125, true, &r, 4);
+        not_run.started = false;
+        assert_eq!(closing_hint(&not_run), None);
+        // Killed by a signal: the command ran and failed.
+        assert!(closing_hint(&end(128 + 15, true, &r, 4)).is_some());
     }
 
     #[test]
-    fn closing_hint_names_from_the_sandbox_are_made_safe() {
+    fn closing_hint_is_one_bounded_line_whatever_the_names() {
         // A hostile command picks the names its resolver queries.
-        let r = [Refusal::Lookup {
-            name: "\x1b]0;owned\x07.example.org".into(),
-        }];
-        let line = closing_hint(&end(1, true, &r)).unwrap();
+        let evil: Vec<(String, u64)> = (0..20)
+            .map(|i| {
+                (
+                    format!("\x1b]0;owned\x07\n{i}{}.example", "a".repeat(300)),
+                    1000,
+                )
+            })
+            .collect();
+        let line = closing_hint(&end(1, true, &evil, u64::MAX)).unwrap();
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(
+            line.contains("--allow-host HOST,"),
+            "no escaped name as advice: {line}"
+        );
+        assert!(line.len() < 1000, "{}", line.len());
+        assert!(
+            line.contains(&format!("and {} more lookups", u64::MAX - 4000)),
+            "{line}"
+        );
+        let mixed = [
+            ("?x1b.example".to_string(), 9),
+            ("b.example".to_string(), 1),
+        ];
+        let line = closing_hint(&end(1, true, &mixed, 10)).unwrap();
+        assert!(line.contains("--allow-host b.example,"), "{line}");
+        // Names beyond the kept list only counted.
+        let line = closing_hint(&end(1, true, &[], 5)).unwrap();
+        assert!(
+            line.contains("lookups: and 5 more lookups (hint: --net proxy --allow-host HOST"),
+            "{line}"
+        );
     }
 }

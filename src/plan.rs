@@ -274,6 +274,9 @@ pub fn plan(policy: &Policy, features: &Features) -> Result<Plan, Refusal> {
     {
         add_cgroup_limits(row, policy, features, rlimit_nproc)?;
     }
+    if policy.devices.gpu {
+        add_gpu(&mut enforcement, tier, abi);
+    }
     Ok(Plan {
         tier,
         new_netns: tier == Tier::Namespaces && facts.net_isolated,
@@ -405,6 +408,42 @@ fn add_cgroup_limits(
         row.note = Some(all.join("; "));
     }
     Ok(())
+}
+
+/// `[devices] gpu`: the filesystem view gains the GPU nodes (bound, and held
+/// by Landlock to exactly those paths), and the kernel attack surface gains
+/// the drivers' ioctl interfaces, so that row is partial (see SECURITY.md).
+fn add_gpu(enforcement: &mut [Enforcement], tier: Tier, abi: u32) {
+    let rights = if abi >= 5 {
+        "read, write and ioctl"
+    } else {
+        "read and write (ioctl is not checked below abi 5)"
+    };
+    for row in enforcement.iter_mut() {
+        match row.guarantee {
+            Guarantee::FilesystemView => {
+                if tier == Tier::Namespaces {
+                    row.mechanisms.push(
+                        "the host's GPU device nodes bound into /dev ([devices] gpu; listed in the report)"
+                            .into(),
+                    );
+                }
+                if abi > 0 {
+                    row.mechanisms.push(format!(
+                        "landlock (abi {abi}) {rights} on exactly the GPU device nodes"
+                    ));
+                }
+            }
+            Guarantee::KernelSurface => {
+                row.status = Strength::Partial;
+                row.note = Some(
+                    "[devices] gpu: the GPU drivers' ioctl interfaces (DRM, NVIDIA) are reachable; seccomp does not filter their requests"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The tier a choice gets, given what is known about user namespaces.
@@ -919,6 +958,68 @@ mod tests {
         for g in Guarantee::ALL {
             assert_eq!(status(&p, g), Strength::Full, "{g:?}");
         }
+    }
+
+    #[test]
+    fn gpu_adds_its_nodes_to_the_view_and_its_drivers_to_the_surface() {
+        let mut pol = policy();
+        let without = plan(&pol, &features(7)).unwrap();
+        assert_eq!(status(&without, Guarantee::KernelSurface), Strength::Full);
+        pol.devices.gpu = true;
+        let p = plan(&pol, &features(7)).unwrap();
+        let row = |p: &Plan, g: Guarantee| {
+            p.enforcement
+                .iter()
+                .find(|e| e.guarantee == g)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(status(&p, Guarantee::KernelSurface), Strength::Partial);
+        assert!(
+            row(&p, Guarantee::KernelSurface)
+                .note
+                .unwrap()
+                .contains("ioctl")
+        );
+        let fs = row(&p, Guarantee::FilesystemView);
+        assert_eq!(fs.status, Strength::Full);
+        assert!(
+            fs.mechanisms
+                .iter()
+                .any(|m| m.contains("GPU device nodes bound")),
+            "{fs:?}"
+        );
+        assert!(
+            fs.mechanisms
+                .iter()
+                .any(|m| m
+                    == "landlock (abi 7) read, write and ioctl on exactly the GPU device nodes"),
+            "{fs:?}"
+        );
+        // Below abi 5 Landlock cannot check ioctl: said so.
+        let old = plan(&pol, &features(4)).unwrap();
+        assert!(
+            row(&old, Guarantee::FilesystemView)
+                .mechanisms
+                .iter()
+                .any(|m| m.contains("ioctl is not checked below abi 5"))
+        );
+        // The container tier: Landlock alone.
+        let mut c = pol.clone();
+        c.tier = TierChoice::Container;
+        let p = plan(&c, &features(7)).unwrap();
+        let fs = row(&p, Guarantee::FilesystemView);
+        assert!(
+            !fs.mechanisms.iter().any(|m| m.contains("bound into /dev")),
+            "{fs:?}"
+        );
+        assert!(
+            fs.mechanisms
+                .iter()
+                .any(|m| m.contains("ioctl on exactly the GPU device nodes")),
+            "{fs:?}"
+        );
+        assert_eq!(status(&p, Guarantee::KernelSurface), Strength::Partial);
     }
 
     #[test]

@@ -202,6 +202,20 @@ pub struct EnvFileScan {
     pub max_dirs: usize,
 }
 
+/// Host devices shown in the sandbox's own /dev besides the basic nodes
+/// (`[devices]` in a profile, `--gpu`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Devices {
+    /// The GPU device nodes the host has (`/dev/nvidia*`, `/dev/nvidia-caps/*`,
+    /// `/dev/dri/*`; character devices only), read-write with `ioctl(2)`: the
+    /// drivers' whole ioctl interface becomes reachable (see SECURITY.md).
+    pub gpu: bool,
+    /// `--gpu` was given: a host without any GPU node refuses the run (an
+    /// explicit request must not pass unnoticed); a profile's `gpu = true`
+    /// runs without one and says so.
+    pub gpu_from_command_line: bool,
+}
+
 /// Which variables reach the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvPolicy {
@@ -317,6 +331,8 @@ pub struct Policy {
     /// Ports published to the host's loopback (every mode but `host`).
     pub publish: Vec<Publish>,
     pub landlock: Requirement,
+    /// Host devices bound into the sandbox's /dev (`[devices]`, `--gpu`).
+    pub devices: Devices,
     pub env: EnvPolicy,
     pub limits: Limits,
     /// Shell candidates, first existing wins (`shellcage sh`).
@@ -493,6 +509,7 @@ impl Policy {
             egress: Egress::default(),
             publish: vec![],
             landlock: Requirement::Required,
+            devices: Devices::default(),
             env: EnvPolicy {
                 pass: vec![],
                 set: BTreeMap::new(),

@@ -182,6 +182,7 @@ fn asked(opts: &RunOpts, cli: &CommandLine, workspace: &Path) -> crate::profile:
             )
             .collect(),
         allow_host: opts.allow_host.clone(),
+        gpu: opts.gpu,
     }
 }
 
@@ -350,6 +351,7 @@ fn command_line(opts: &RunOpts, cwd: &Path) -> Result<CommandLine, RequestError>
         audit: opts.audit.as_ref().map(|f| cwd.join(f)),
         overlay: opts.overlay,
         layer: opts.layer.clone(),
+        gpu: opts.gpu,
         ..CommandLine::default()
     };
     for (list, flag, out) in [

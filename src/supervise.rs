@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::sandbox::init::{EXIT_SETUP, FORWARDED};
 use crate::sandbox::landlock::LandlockStatus;
+use crate::sandbox::lookups::LookupRecord;
 use crate::sandbox::report::{Decoder, Message};
 use crate::sys::SysError;
 
@@ -48,6 +49,10 @@ pub struct Outcome {
     /// the command never got that far). In the report's own `landlock` field.
     #[serde(skip)]
     pub landlock: Option<LandlockStatus>,
+    /// Network mode `none`: the name lookups the sandbox answered itself (none when there
+    /// were none). In the report's `egress` field.
+    #[serde(skip)]
+    pub lookups: Option<LookupRecord>,
 }
 
 /// The supervised signals, blocked and read from a signalfd while the sandbox
@@ -301,6 +306,7 @@ impl Watch<'_> {
         let mut errors = Vec::new();
         let mut reported: Option<Status> = None;
         let mut landlock = None;
+        let mut lookups = None;
         for message in self.messages.finish() {
             match message {
                 Message::Error(text) => errors.push(text),
@@ -308,6 +314,7 @@ impl Watch<'_> {
                     tracing::debug!(target: "shellcage::timing", "{name} {micros}")
                 }
                 Message::Landlock(status) => landlock = Some(status),
+                Message::Lookups(record) => lookups = Some(record.bounded()),
                 Message::Exited(code) => reported = Some(Status::Exited(code)),
                 Message::Signaled(sig) => reported = Some(Status::Signaled(sig)),
             }
@@ -337,6 +344,7 @@ impl Watch<'_> {
             signal_received: self.signal_received,
             errors,
             landlock,
+            lookups,
         }
     }
 }

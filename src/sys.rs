@@ -186,8 +186,9 @@ fn tree_attrs(path: &CStr, set: u64, clear: u64) -> Result<(), SysError> {
 }
 
 /// Bring the loopback interface of the caller's network namespace up and
-/// return a descriptor of that namespace (`SIOCGSKNS` on the socket used).
-pub fn loopback_up_netns_fd() -> Result<OwnedFd, SysError> {
+/// return a descriptor of that namespace (`SIOCGSKNS` on the socket used),
+/// and that socket (an unbound `AF_INET` datagram socket, close-on-exec).
+pub fn loopback_up_netns_fd() -> Result<(OwnedFd, OwnedFd), SysError> {
     let sock = loopback_up_socket()?;
     const SIOCGSKNS: libc::c_ulong = 0x894C;
     // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor (opened
@@ -197,7 +198,7 @@ pub fn loopback_up_netns_fd() -> Result<OwnedFd, SysError> {
         return Err(SysError::last("ioctl", "SIOCGSKNS"));
     }
     // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, sock))
 }
 
 /// Bring the loopback interface up (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`).

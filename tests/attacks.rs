@@ -30,6 +30,8 @@ mod support;
 
 #[path = "attacks/activity.rs"]
 mod activity;
+#[path = "attacks/devices.rs"]
+mod devices;
 #[path = "attacks/environment.rs"]
 mod environment;
 #[path = "attacks/envscan.rs"]

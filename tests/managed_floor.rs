@@ -246,7 +246,7 @@ fn flags_cannot_loosen_it() {
     let elsewhere = ws.path().join("elsewhere.log");
     let team = home.path().join(".config/team-secrets");
     std::fs::create_dir_all(&team).unwrap();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (
             &["--net", "host"],
             "network_modes = [\"none\", \"loopback\"]: network mode host (--net host)",
@@ -276,6 +276,10 @@ fn flags_cannot_loosen_it() {
             "env_pass = [\"GIT_*\", \"LANG\", \"CLAUDECODE\", \"CLAUDE_PROJECT_DIR\"]: --env AWS_SECRET_ACCESS_KEY is not one of them",
         ),
         (&["--env", "FOO=1"], "--env FOO is not one of them"),
+        (
+            &["--gpu"],
+            "devices = []: --gpu would expose the host's GPU device nodes",
+        ),
         (
             &["--profile", "readonly"],
             "profiles = [\"dev\", \"ci\"]: builtin:readonly (--profile readonly) is not one of them",

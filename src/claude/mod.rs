@@ -76,6 +76,9 @@ pub fn run_flags(opts: &RunOpts) -> Vec<String> {
     if opts.overlay {
         out.push("--overlay".into());
     }
+    if opts.gpu {
+        out.push("--gpu".into());
+    }
     let mut push = |flag: &str, value: String| {
         out.push(flag.into());
         out.push(value);

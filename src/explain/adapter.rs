@@ -1,5 +1,6 @@
 //! The one place that reaches into the launch path: the resolved policy and
-//! the caller's home (request.rs), the sandbox's device nodes (sandbox::mount).
+//! the caller's home (request.rs), the sandbox's device nodes (sandbox::mount,
+//! sandbox::devices).
 
 use std::path::{Path, PathBuf};
 
@@ -76,7 +77,17 @@ fn mark_managed(view: &mut PolicyView, floor: &crate::profile::managed::Floor, p
 
 /// The view of an already built policy.
 pub fn view_of(policy: &Policy, opts: &RunOpts) -> PolicyView {
-    PolicyView::new(policy, opts, &crate::sandbox::mount::DEV_NODES)
+    let mut view = PolicyView::new(policy, opts, &crate::sandbox::mount::DEV_NODES);
+    if policy.devices.gpu {
+        use crate::sandbox::devices::{GpuNodes, scan_gpu};
+        let found = scan_gpu();
+        let paths = found.nodes.iter().map(|n| &n.path);
+        view.gpu_nodes = paths
+            .chain(found.links.iter().map(|l| &l.path))
+            .map(|p| GpuNodes::relative(p).display().to_string())
+            .collect();
+    }
+    view
 }
 
 /// The content of the policy file the sandbox shows at [`super::POLICY_FILE`]

@@ -99,6 +99,8 @@ pub enum Rule {
     PrivateDev,
     PrivateProc,
     DevNode,
+    /// One of the host's GPU nodes (`[devices] gpu`).
+    GpuNode,
     NotListed,
     /// The network mode decides.
     Network,
@@ -260,6 +262,9 @@ impl<'a> Judge<'a> {
                 return match node {
                     Some(n) if self.view.dev_nodes.iter().any(|d| d == n) => {
                         Finding::new(Verdict::Writable, Rule::DevNode)
+                    }
+                    Some(n) if self.view.gpu_nodes.iter().any(|d| d == n) => {
+                        Finding::new(Verdict::Writable, Rule::GpuNode)
                     }
                     _ => Finding::new(Verdict::Absent, Rule::PrivateDev),
                 };
@@ -450,6 +455,10 @@ impl<'a> Judge<'a> {
                 "the sandbox has its own /proc; the host's processes are not visible".into()
             }
             Rule::DevNode => "a device node bound into the sandbox's /dev".into(),
+            Rule::GpuNode => {
+                "a GPU device node of the host, bound read-write with ioctl ([devices] gpu, --gpu)"
+                    .into()
+            }
             Rule::NotListed => "not listed in the profile, so not visible inside".into(),
             Rule::Network => {
                 let what = match v.network.mode {

@@ -313,3 +313,32 @@ fn policy_file_round_trips_and_names_no_contents() {
     std::fs::write(&p, json.replace("\"format\": 1", "\"format\": 9")).unwrap();
     assert!(PolicyView::read(&p).unwrap_err().contains("format 9"));
 }
+
+#[test]
+fn gpu_nodes_are_writable_devices_and_the_rest_of_dev_is_not() {
+    let mut f = fixture();
+    f.view.gpu_nodes = vec!["dri/renderD128".into(), "nvidia0".into()];
+    let j = Judge::new(&f.view);
+    let node = j.path(Path::new("/dev/dri/renderD128"));
+    assert_eq!(node, Finding::new(Verdict::Writable, Rule::GpuNode));
+    assert!(
+        j.describe(&node).contains("[devices] gpu"),
+        "{}",
+        j.describe(&node)
+    );
+    assert_eq!(
+        j.path(Path::new("/dev/nvidia0")),
+        Finding::new(Verdict::Writable, Rule::GpuNode)
+    );
+    for other in ["/dev/mem", "/dev/dri/card0", "/dev/sda"] {
+        assert_eq!(
+            j.path(Path::new(other)),
+            Finding::new(Verdict::Absent, Rule::PrivateDev),
+            "{other}"
+        );
+    }
+    // Without [devices] gpu the view names none (and the file omits the key).
+    let plain = fixture();
+    assert!(plain.view.gpu_nodes.is_empty());
+    assert!(!plain.view.to_json().contains("gpu_nodes"));
+}

@@ -155,6 +155,10 @@ pub struct PolicyView {
     pub network: ViewNetwork,
     /// Device nodes of the host bound into the sandbox's own /dev.
     pub dev_nodes: Vec<String>,
+    /// The host's GPU nodes bound there too (`[devices] gpu`), and the
+    /// links to them made there, below /dev (`dri/renderD128`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_nodes: Vec<String>,
 }
 
 impl PolicyView {
@@ -266,6 +270,7 @@ impl PolicyView {
                 allow_private: egress(&policy.egress.allow_private),
             },
             dev_nodes: dev_nodes.iter().map(|s| s.to_string()).collect(),
+            gpu_nodes: Vec::new(),
         }
     }
 

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use super::ProfileError;
 use super::validate::{Entry, Layer, LayerKind};
 use crate::policy::{
-    Access, DEFAULT_LAYER, Egress, EnvFileScan, EnvPolicy, HideMatcher, HideRule, HomeMode, Limits,
-    NetMode, PathRule, Policy, ProfileChain, Publish, Requirement, WorkspaceMode,
+    Access, DEFAULT_LAYER, Devices, Egress, EnvFileScan, EnvPolicy, HideMatcher, HideRule,
+    HomeMode, Limits, NetMode, PathRule, Policy, ProfileChain, Publish, Requirement, WorkspaceMode,
 };
 
 /// Who the policy is for and where it came from; filled in by `load`.
@@ -167,6 +167,14 @@ pub(super) fn build(
         egress,
         publish,
         landlock,
+        devices: Devices {
+            // Optional, off unless a layer turns it on; the last layer wins.
+            gpu: l.last(|l| l.gpu).unwrap_or(false),
+            gpu_from_command_line: l
+                .all
+                .iter()
+                .any(|l| l.kind == LayerKind::CommandLine && l.gpu == Some(true)),
+        },
         env,
         limits,
         shell,

@@ -83,6 +83,8 @@ pub struct CommandLine {
     pub overlay: bool,
     /// `--layer NAME` (implies `--overlay`), as given.
     pub layer: Option<String>,
+    /// `--gpu`: expose the host's GPU device nodes (required to find one).
+    pub gpu: bool,
 }
 
 /// One entry of [`list`].

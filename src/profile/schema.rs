@@ -28,6 +28,8 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub landlock: RawLandlock,
     #[serde(default)]
+    pub devices: RawDevices,
+    #[serde(default)]
     pub env: RawEnv,
     #[serde(default)]
     pub limits: RawLimits,
@@ -84,6 +86,12 @@ pub(super) struct RawNetwork {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLandlock {
     pub mode: Option<Requirement>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevices {
+    pub gpu: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

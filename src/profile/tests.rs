@@ -1030,6 +1030,46 @@ fn home_key() {
 }
 
 #[test]
+fn devices_gpu_key_and_flag() {
+    let f = Fixture::new();
+    for name in builtin_names() {
+        let p = f.load(name).unwrap();
+        assert!(!p.devices.gpu, "{name}: off in every built-in");
+    }
+    f.user(
+        "gpu",
+        "version = 1\nextends = \"dev\"\n[devices]\ngpu = true\n",
+    );
+    let p = f.load("gpu").unwrap();
+    assert!(p.devices.gpu && !p.devices.gpu_from_command_line);
+    // A child turns it off again (a scalar: the later layer wins).
+    f.user(
+        "nogpu",
+        "version = 1\nextends = \"gpu\"\n[devices]\ngpu = false\n",
+    );
+    assert!(!f.load("nogpu").unwrap().devices.gpu);
+    // --gpu over a profile that says false; marked as the command line's.
+    let cli = CommandLine {
+        gpu: true,
+        ..CommandLine::default()
+    };
+    let p = load_with("nogpu", &f.ctx, Some(&cli)).unwrap();
+    assert!(p.devices.gpu && p.devices.gpu_from_command_line);
+    // No --gpu: the profile decides.
+    let p = load_with("gpu", &f.ctx, Some(&CommandLine::default())).unwrap();
+    assert!(p.devices.gpu && !p.devices.gpu_from_command_line);
+    // Unknown keys and wrong types name the line.
+    assert_contains(
+        &f.error("version = 1\nextends = \"dev\"\n[devices]\nkvm = true\n"),
+        &["kvm", "line 4"],
+    );
+    assert_contains(
+        &f.error("version = 1\nextends = \"dev\"\n[devices]\ngpu = \"yes\"\n"),
+        &["gpu", "line 4"],
+    );
+}
+
+#[test]
 fn cgroup_limits_and_their_mode() {
     let f = Fixture::new();
     f.user(

@@ -121,6 +121,8 @@ pub(super) struct Layer {
     /// `--publish` (command line only).
     pub publish: Vec<Entry<Publish>>,
     pub landlock: Option<Requirement>,
+    /// `[devices] gpu`; `--gpu` on the command line.
+    pub gpu: Option<bool>,
     pub env_pass: Vec<String>,
     pub env_set: BTreeMap<String, String>,
     pub env_tools: Option<bool>,
@@ -186,6 +188,7 @@ pub(super) fn layer(
     v.env_files(&raw.filesystem.env_files, &mut layer)?;
     v.network(&raw.network, &mut layer)?;
     layer.landlock = raw.landlock.mode;
+    layer.gpu = raw.devices.gpu;
     v.env(&raw.env, &mut layer)?;
     v.limits(&raw.limits, &mut layer)?;
     v.shell_report_audit(&raw, &mut layer)?;
@@ -202,6 +205,7 @@ pub(super) fn command_line(cli: &super::CommandLine) -> Result<Layer, ProfileErr
         home: cli.home,
         report: cli.report.then_some(true),
         audit: cli.audit.clone(),
+        gpu: cli.gpu.then_some(true),
         ..Layer::default()
     };
     if cli.overlay || cli.layer.is_some() {

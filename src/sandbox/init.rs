@@ -6,13 +6,15 @@
 //! timings (`-v`), the Landlock status the command process got, and the
 //! command's final status.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::cgroup::StartGate;
+use super::lookups::{self, LookupRecord, Responder};
 use super::net::{self, Channel, Listening};
 use super::report::{self, Message};
 use super::terminal::{self, PtySource};
@@ -134,14 +136,21 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
     // it is joined before the command exists. Until then the init alone is in
     // the host's network namespace, and does no networking.
     // In proxy mode the same thread creates the proxy's listeners there and sends them to
-    // the proxy process (see sandbox::net).
+    // the proxy process (see sandbox::net); in mode none it binds the socket that brought
+    // loopback up as the name-lookup responder's (see sandbox::lookups).
     let listen = proxy_listeners(spec);
+    let answer_lookups = spec.lookups;
     let netns = spec.plan.new_netns.then(|| {
         std::thread::Builder::new().stack_size(64 * 1024).spawn(
-            move || -> Result<std::os::fd::OwnedFd, crate::sys::SysError> {
+            move || -> Result<NetnsUp, crate::sys::SysError> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| crate::sys::SysError::new("unshare", "CLONE_NEWNET", e))?;
-                let ns = sys::loopback_up_netns_fd()?;
+                let (ns, sock) = sys::loopback_up_netns_fd()?;
+                // Not a guarantee: without it lookups fail as they did before (at once with
+                // glibc, after the resolver's timeout with musl).
+                let lookups = answer_lookups
+                    .then(|| lookups::bind(sock))
+                    .and_then(Result::ok);
                 if let Some(listen) = listen {
                     let (l, channel) = listen?;
                     net::create_listeners(&l, &channel).map_err(|e| match e.errno {
@@ -152,7 +161,7 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
                         _ => e,
                     })?;
                 }
-                Ok(ns)
+                Ok(NetnsUp { ns, lookups })
             },
         )
     });
@@ -193,6 +202,7 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
         );
     }
     mark(spec, report_fd, "root built");
+    let mut responder = None;
     if let Some(thread) = netns {
         let joined = match thread {
             Ok(handle) => handle.join().unwrap_or_else(|_| {
@@ -209,8 +219,9 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
             )),
         };
         // Single-threaded again from here on (the command is forked below).
-        let entered = joined.and_then(|fd| {
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+        let entered = joined.and_then(|up| {
+            responder = up.lookups.map(|s| Responder::new(s, spec.hostname));
+            nix::sched::setns(&up.ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| crate::sys::SysError::new("setns", "CLONE_NEWNET", e))
         });
         if let Err(e) = entered {
@@ -225,10 +236,10 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
     // Before the connector of the published ports is forked: it gets the pty too.
     let pty = own_terminal(spec, report_fd);
     start_network_helpers(spec, report_fd);
-    match spec.layer_lock {
-        Some(lock) => sys::close_fds_except(&[0, 1, 2, report_fd, lock]),
-        None => sys::close_fds_except(&[0, 1, 2, report_fd]),
-    }
+    let mut keep = vec![0, 1, 2, report_fd];
+    keep.extend(spec.layer_lock);
+    keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
+    sys::close_fds_except(&keep);
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -246,7 +257,57 @@ pub fn run_init(spec: &SandboxSpec, report_fd: RawFd, gate: Option<StartGate>) -
         Ok(Forked::Parent { child }) => child,
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
-    reap_until(child, &blocked, report_fd)
+    let served = responder.and_then(|r| serving(r, &blocked));
+    reap_until(child, &blocked, report_fd, served)
+}
+
+/// What the network-namespace thread hands back: the namespace, and in mode none the
+/// name-lookup responder's bound socket.
+struct NetnsUp {
+    ns: std::os::fd::OwnedFd,
+    lookups: Option<std::os::fd::OwnedFd>,
+}
+
+/// Once the command is forked, before the init reads anything the command sends: drop
+/// every capability, and read the reaped signals from a signalfd (polled with the
+/// responder's socket). `None` when either fails: lookups then go unanswered (they fail as
+/// they would without the responder), the command is not stopped for it.
+fn serving(responder: Responder, blocked: &SigSet) -> Option<(Responder, SignalFd)> {
+    if privileges::drop_held().is_err() {
+        return None;
+    }
+    let sfd = SignalFd::with_flags(blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()?;
+    Some((responder, sfd))
+}
+
+/// The next signal of `waited`: from a plain `sigwait`, or, with the responder, from its
+/// signalfd, answering name lookups while waiting.
+fn next_signal(waited: &SigSet, served: &mut Option<(Responder, SignalFd)>) -> nix::Result<Signal> {
+    let Some((responder, sfd)) = served else {
+        return waited.wait();
+    };
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        // A signal first: a flood of lookups never delays the command's end.
+        if let Ok(Some(info)) = sfd.read_signal() {
+            return Signal::try_from(info.ssi_signo as i32);
+        }
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(responder.fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => {
+                // Never seen; rather than spin, stop answering and wait as without.
+                *served = None;
+                return waited.wait();
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            responder.serve();
+        }
+    }
 }
 
 /// When the supervisor relays the caller's terminal: a pty of the sandbox's own devpts
@@ -328,20 +389,29 @@ fn start_network_helpers(spec: &SandboxSpec, report_fd: RawFd) {
 /// Reap every child; forward signals to the command's process group; when the
 /// command itself ends, report its status and exit (the kernel then kills
 /// everything left in the pid namespace).
-fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
+fn reap_until(
+    command: Pid,
+    waited: &SigSet,
+    report_fd: RawFd,
+    mut served: Option<(Responder, SignalFd)>,
+) -> ! {
     loop {
-        match waited.wait() {
+        match next_signal(waited, &mut served) {
             Ok(Signal::SIGCHLD) => loop {
+                let record = || served.as_ref().map(|(r, _)| &r.record);
                 match waitpid(
                     Pid::from_raw(-1),
                     Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
                 ) {
                     Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                        finish(report_fd, Message::Exited(code), code)
+                        finish(report_fd, Message::Exited(code), code, record())
                     }
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
-                        finish(report_fd, Message::Signaled(sig as i32), 128 + sig as i32)
-                    }
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => finish(
+                        report_fd,
+                        Message::Signaled(sig as i32),
+                        128 + sig as i32,
+                        record(),
+                    ),
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => continue,
                 }
@@ -365,12 +435,15 @@ fn reap_until(command: Pid, waited: &SigSet, report_fd: RawFd) -> ! {
 /// So when the supervisor reads the status, no process of the sandbox is
 /// left; it need not wait for the kernel to finish tearing the namespaces
 /// down after our exit (about 1.5 ms, mostly unmounting).
-fn finish(report_fd: RawFd, status: Message, code: i32) -> ! {
+fn finish(report_fd: RawFd, status: Message, code: i32, lookups: Option<&LookupRecord>) -> ! {
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     // Until ECHILD: nothing left.
     while let Ok(_) | Err(nix::errno::Errno::EINTR) =
         waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL))
     {}
+    if let Some(record) = lookups.filter(|r| r.total > 0) {
+        report::send(report_fd, &Message::Lookups(record.clone()));
+    }
     report::send(report_fd, &status);
     sys::exit_now(code)
 }

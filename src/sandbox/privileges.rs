@@ -39,3 +39,18 @@ pub fn drop_all() -> Result<(), PrivilegeError> {
     }
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)
 }
+
+/// For a process that never executes another program (the sandbox's init once the
+/// command is forked): clear the sets it holds (effective, permitted, inheritable; the
+/// kernel then clears the ambient set, a subset of both) and set no_new_privs. The bounding set is left: it only limits
+/// what an `execve` could gain, and dropping it costs one prctl per capability.
+pub fn drop_held() -> Result<(), PrivilegeError> {
+    for (set, name) in [
+        (CapSet::Inheritable, "inheritable"),
+        (CapSet::Effective, "effective"),
+        (CapSet::Permitted, "permitted"),
+    ] {
+        caps::clear(None, set).map_err(|source| PrivilegeError::Caps { set: name, source })?;
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)
+}

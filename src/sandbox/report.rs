@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use serde::{Deserialize, Serialize};
 
 use super::landlock::LandlockStatus;
+use super::lookups::LookupRecord;
 use crate::sys;
 
 /// What the sandbox tells the supervisor.
@@ -25,6 +26,9 @@ pub enum Message {
     Phase { name: String, micros: u64 },
     /// What Landlock enforced, as `landlock_restrict_self` answered it.
     Landlock(LandlockStatus),
+    /// Network mode `none`: the name lookups the init answered (sent once, by the init,
+    /// just before the final status; absent when there were none).
+    Lookups(LookupRecord),
     /// The command exited with this code (sent once everything else in the
     /// sandbox has been killed and reaped).
     Exited(i32),
@@ -116,6 +120,13 @@ mod tests {
                 filesystem: Enforced::Full,
                 tcp: Enforced::Partial,
                 scopes: Enforced::Full,
+            }),
+            Message::Lookups(LookupRecord {
+                total: 3,
+                names: vec![crate::sandbox::lookups::NameCount {
+                    name: "a.example".into(),
+                    count: 3,
+                }],
             }),
             Message::Exited(3),
             Message::Signaled(9),

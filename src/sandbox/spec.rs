@@ -15,10 +15,12 @@ use std::time::Instant;
 use super::cgroup::{Cgroup, CgroupError, CgroupPlan, LimitStatus, Swap, Verdict};
 use super::configs::{self, Configs};
 use super::container_tier::{self, Allowlist, ContainerTierError, RunDir};
+use super::devices::{self, GpuNodes};
 use super::env::{self, EnvOutcome, Fixed};
 use super::envrules;
 use super::home::{self, Attached, HomeError};
 use super::landlock::LandlockSpec;
+use super::lookups;
 use super::mount::{self, DEV_NODES, LayerDirs, MountError, MountPlan};
 use super::net::{self, Listening, NetSpec};
 use super::pyenv;
@@ -61,6 +63,12 @@ pub struct SandboxSpec {
     pub cgroup: Option<Cgroup>,
     /// The proxy's listeners and published ports (network mode `proxy`, `--publish`).
     pub net: Option<NetSpec>,
+    /// The host's GPU nodes the sandbox gets (`[devices] gpu`; `None` when
+    /// not asked for, empty when the host has none).
+    pub devices: Option<GpuNodes>,
+    /// Network mode `none` in a network namespace: the init answers name lookups itself,
+    /// at once, and records the names ([`super::lookups`]).
+    pub lookups: bool,
     pub command: CommandSpec,
 }
 
@@ -118,6 +126,12 @@ pub enum DescribeError {
     /// The network lists or published ports cannot be arranged (nothing ran).
     #[error("{0}")]
     Network(String),
+    /// `--gpu` on a host without any GPU device node (nothing ran).
+    #[error(
+        "--gpu: this host has no GPU device node (none of {} is a character device); nothing ran (hint: check that the driver is loaded: ls -l /dev/dri /dev/nvidia*, nvidia-smi; or drop --gpu)",
+        super::devices::GPU_PATTERNS
+    )]
+    NoGpu,
 }
 
 /// What the command is and how it starts.
@@ -149,6 +163,7 @@ pub fn describe(
         allow_inet: plan.seccomp_allow_inet,
     })?;
     let net = net_spec(policy, &plan)?;
+    let gpu = gpu_nodes(policy)?;
     let cwd = match plan.tier {
         Tier::Namespaces => sandbox_cwd(policy, command.cwd),
         Tier::Container => command.cwd.to_path_buf(),
@@ -192,9 +207,23 @@ pub fn describe(
                 }
             }
             if net.as_ref().is_some_and(|n| n.proxy.is_some()) {
-                add_resolver_files(&mut m).inspect_err(|_| {
-                    mount::cleanup(&m);
-                })?;
+                add_resolver_files(&mut m, PROXY_FILES, "proxy", "the proxy's resolver")
+                    .inspect_err(|_| {
+                        mount::cleanup(&m);
+                    })?;
+            }
+            if answers_lookups(policy, &plan) {
+                // Not a guarantee: without it a lookup fails as it did before (later,
+                // with a musl resolver). Only where the sandbox reads resolv.conf: a
+                // host without one makes resolvers ask 127.0.0.1, the responder already.
+                if let Err(e) =
+                    add_resolver_files(&mut m, NONE_FILES, "none", "the sandbox's own answers")
+                {
+                    tracing::warn!("{e}");
+                }
+            }
+            if let Some(g) = &gpu {
+                m.add_devices(g);
             }
             (Some(m), None, None, configs)
         }
@@ -229,12 +258,13 @@ pub fn describe(
             env.vars.insert(name.into(), value);
         }
     }
-    let mut landlock = landlock_spec(&plan, mounts.as_ref(), allow.as_ref());
+    let mut landlock = landlock_spec(&plan, mounts.as_ref(), allow.as_ref(), gpu.as_ref());
     if let Some(n) = &net {
         landlock.tcp_connect = n.proxy.iter().flat_map(Listening::ports).collect();
         landlock.tcp_connect.extend(&n.publish);
         landlock.tcp_bind = n.publish.clone();
     }
+    let lookups = answers_lookups(policy, &plan);
     let mut spec = SandboxSpec {
         mounts,
         uid: nix::unistd::geteuid().as_raw(),
@@ -250,7 +280,9 @@ pub fn describe(
         home: kept,
         home_unavailable: unavailable,
         cgroup: None,
+        lookups,
         net,
+        devices: gpu,
         command: CommandSpec {
             argv: command.argv.to_vec(),
             envp: env.to_cstrings(),
@@ -311,10 +343,31 @@ impl SandboxSpec {
     }
 }
 
+/// The host's GPU nodes when the policy asks for them: `--gpu` on a host
+/// without any refuses; a profile's `gpu = true` runs without (launch says so).
+fn gpu_nodes(policy: &Policy) -> Result<Option<GpuNodes>, DescribeError> {
+    if !policy.devices.gpu {
+        return Ok(None);
+    }
+    let found = devices::scan_gpu();
+    for s in &found.skipped {
+        tracing::debug!(path = %s.path.display(), why = s.why, "device not exposed");
+    }
+    if found.nodes.is_empty() && policy.devices.gpu_from_command_line {
+        return Err(DescribeError::NoGpu);
+    }
+    Ok(Some(found))
+}
+
+/// The Landlock rules for the sandbox's view. Devices get read, write and
+/// ioctl on exactly their own paths: the basic nodes, /dev/pts, and the GPU
+/// nodes of `gpu` (never /dev as a whole: in the container tier the host's
+/// whole /dev is there).
 fn landlock_spec(
     plan: &Plan,
     mounts: Option<&MountPlan>,
     allow: Option<&Allowlist>,
+    gpu: Option<&GpuNodes>,
 ) -> LandlockSpec {
     let (list, read, write) = match (mounts, allow) {
         // In the namespaces tier `/` is our own tmpfs holding only what is visible.
@@ -331,6 +384,10 @@ fn landlock_spec(
         .map(|n| Path::new("/dev").join(n))
         .collect();
     dev_rw.push(PathBuf::from("/dev/pts"));
+    dev_rw.extend(
+        gpu.iter()
+            .flat_map(|g| g.nodes.iter().map(|n| n.path.clone())),
+    );
     LandlockSpec {
         list,
         read,
@@ -398,24 +455,41 @@ fn net_spec(policy: &Policy, plan: &Plan) -> Result<Option<NetSpec>, DescribeErr
     }))
 }
 
-/// In proxy mode names resolve through the proxy's resolver: a generated, read-only
-/// resolv.conf and hosts file show where the sandbox reads `/etc/resolv.conf` and
+/// Network mode `none` in the namespaces tier: the init answers name lookups
+/// ([`super::lookups`]). The container tier has no namespace of its own to answer in (its
+/// seccomp filter refuses inet sockets: lookups fail at once there).
+fn answers_lookups(policy: &Policy, plan: &Plan) -> bool {
+    policy.network == NetMode::None && plan.new_netns
+}
+
+/// The files that point resolvers at the proxy's resolver (mode `proxy`) and at the
+/// init's answers (mode `none`, where `/etc/hosts` stays the host's: loopback names).
+const PROXY_FILES: &[(&str, &str)] = &[
+    ("/etc/resolv.conf", net::RESOLV_CONF),
+    ("/etc/hosts", net::HOSTS),
+];
+const NONE_FILES: &[(&str, &str)] = &[("/etc/resolv.conf", lookups::RESOLV_CONF)];
+
+/// Names resolve inside the sandbox's own namespace: generated, read-only resolv.conf
+/// (and in proxy mode hosts) files show where the sandbox reads `/etc/resolv.conf` and
 /// `/etc/hosts` ([`link_target`]). Without a host file there is nothing to cover (glibc,
-/// musl and Go then default to 127.0.0.1, which is the resolver too). A plan that cannot
-/// show them refuses the run (names would not resolve, and the command would fail far
-/// from the cause).
-fn add_resolver_files(m: &mut MountPlan) -> Result<(), DescribeError> {
-    for (path, text) in [
-        ("/etc/resolv.conf", net::RESOLV_CONF),
-        ("/etc/hosts", net::HOSTS),
-    ] {
+/// musl and Go then default to 127.0.0.1, which is the resolver too). In proxy mode a plan
+/// that cannot show them refuses the run (names would not resolve, and the command would
+/// fail far from the cause).
+fn add_resolver_files(
+    m: &mut MountPlan,
+    files: &[(&str, &str)],
+    mode: &str,
+    resolver: &str,
+) -> Result<(), DescribeError> {
+    for (path, text) in files {
         let Some(at) = link_target(Path::new(path)) else {
             continue;
         };
         m.add_file(&at, text.as_bytes().to_vec(), 0o444)
             .map_err(|e| {
                 DescribeError::Network(format!(
-                    "network mode proxy: cannot point {path} at the proxy's resolver: {e} (hint: make {path} a plain file or a symlink into /run)"
+                    "network mode {mode}: cannot point {path} at {resolver}: {e} (hint: make {path} a plain file or a symlink into /run)"
                 ))
             })?;
     }
@@ -486,6 +560,40 @@ fn sandbox_cwd(policy: &Policy, cwd: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_rules_name_exactly_the_nodes_never_dev() {
+        let policy = Policy::for_tests(Path::new("/w"), Path::new("/home/u"));
+        let features = crate::probe::Features {
+            landlock_abi: 7,
+            arch_supported: true,
+            ..Default::default()
+        };
+        let plan = crate::plan::plan(&policy, &features).unwrap();
+        let gpu = GpuNodes {
+            nodes: vec![devices::DeviceNode {
+                path: PathBuf::from("/dev/dri/renderD128"),
+                major: 226,
+                minor: 128,
+            }],
+            links: vec![devices::DeviceLink {
+                path: PathBuf::from("/dev/dri/by-path/pci-render"),
+                target: PathBuf::from("../renderD128"),
+            }],
+            skipped: vec![],
+        };
+        let basic: Vec<PathBuf> = landlock_spec(&plan, None, None, None).dev_rw;
+        assert_eq!(basic.len(), DEV_NODES.len() + 1, "{basic:?}");
+        let with = landlock_spec(&plan, None, None, Some(&gpu)).dev_rw;
+        let mut want = basic.clone();
+        want.push(PathBuf::from("/dev/dri/renderD128"));
+        assert_eq!(with, want);
+        assert!(
+            !with
+                .iter()
+                .any(|p| p == Path::new("/dev") || p == Path::new("/dev/dri"))
+        );
+    }
 
     #[test]
     fn link_target_follows_relative_absolute_and_dangling_links() {

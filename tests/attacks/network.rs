@@ -177,3 +177,172 @@ attack!(net_ping_host, "network", |c| {
     // Control: on the host, root can open the raw ICMP socket ping uses.
     assert_ok_if_root(&c.probe_host(&["socket", "2", "3", "1"]));
 });
+
+const DNSFLOOD: &str = include_str!("dnsflood.py");
+
+/// The flood script (N datagrams) in `shellcage run EXTRA`, on pipes.
+fn flood(c: &Ctx, extra: &[&str], n: &str) -> Out {
+    Out::from_output(c.sc_cmd(extra, &[PY, ".dnsflood.py", n]).output().unwrap())
+}
+
+/// `shellcage run -- ARGV` on a terminal, in a clean environment: what the terminal showed.
+fn on_tty(c: &Ctx, argv: &[&str]) -> String {
+    let bin = crate::common::bin().display().to_string();
+    let path = format!("PATH={}", std::env::var("PATH").unwrap_or_default());
+    let home = format!("HOME={}", c.home().display());
+    let ws = c.ws.path().display().to_string();
+    let mut full = vec![
+        "env",
+        "-i",
+        &path,
+        &home,
+        "LANG=C.UTF-8",
+        &bin,
+        "run",
+        "--workspace",
+        &ws,
+        "--",
+    ];
+    full.extend_from_slice(argv);
+    crate::common::under_pty(c.ws.path(), &full)
+}
+
+/// `KEY a b …` in the flood script's output: the numbers after KEY.
+fn numbers(out: &str, key: &str) -> Vec<i64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key:?} line in {out:?}"))
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+// Network mode none: the init answers name lookups itself (sandbox::lookups). A hostile
+// command floods it with distinct names, the longest names, names holding terminal escapes
+// and a fake `shellcage:` line, garbage datagrams, and tries TCP. Every question is
+// answered and nothing else happens: the init's memory stays flat, the report keeps at
+// most 16 names (the rest counted), the terminal gets exactly one `shellcage:` line, with
+// no control character, and TCP finds no listener. As root, a host socket on 127.0.0.1:53
+// receives nothing. Controls: in `--net loopback` nobody answers (so "answered" measures
+// the responder); the command's own escape bytes do reach the terminal (so the test would
+// see shellcage's if it printed any); as root, the same flood with `--net host` reaches
+// the host socket.
+attack!(
+    net_lookup_responder_flood_garbage_and_huge_names,
+    "network",
+    |c| {
+        std::fs::write(c.ws.path().join(".dnsflood.py"), DNSFLOOD).unwrap();
+        let host53 = if crate::common::is_root() {
+            UdpSocket::bind("127.0.0.1:53").ok()
+        } else {
+            None
+        };
+        let report = c.ws.path().join(".report.json");
+        let rep = report.to_str().unwrap();
+        let out = flood(&c, &["--report", "json", "--report-file", rep], "20000");
+        let rss = numbers(&out.stdout, "RSS");
+        let udp = numbers(&out.stdout, "UDP sent");
+        let tcp = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("TCP "))
+            .unwrap_or("")
+            .to_string();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let egress = &json["egress"];
+        let listed = egress["destinations"].as_array().map_or(0, Vec::len);
+        let blocked = egress["blocked"].as_u64().unwrap_or(0);
+        c.seen(&format!(
+        "sent {} answered {}; init RssAnon {} -> {} kB; report lists {listed} names of {blocked} lookups; TCP {tcp}",
+        udp[0], udp[1], rss[0], rss[1]
+    ));
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(
+            udp[0] > 10_000 && udp[1] > 1_000,
+            "the flood was not answered: {out:?}"
+        );
+        assert!(
+            rss[0] > 0 && rss[1] - rss[0] < 1024,
+            "the init grew: {rss:?}"
+        );
+        assert!((1..=16).contains(&listed), "{egress}");
+        let sum: u64 = egress["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            egress["untracked"].as_u64().unwrap_or(0),
+            blocked - sum,
+            "{egress}"
+        );
+        assert!(blocked >= udp[1] as u64 / 2, "{egress}");
+        assert!(tcp == "ERR ECONNREFUSED" || tcp == "ERR EACCES", "{tcp}");
+        assert!(
+            !out.stderr.contains("shellcage:"),
+            "not a terminal: no line: {}",
+            out.stderr
+        );
+        if let Some(s) = &host53 {
+            assert!(!udp_received(s), "a query reached the host's 127.0.0.1:53");
+        }
+        // On a terminal: one closing line, bounded, with no control character.
+        let shown = on_tty(&c, &[PY, ".dnsflood.py", "4000"]);
+        let ours: Vec<&str> = shown
+            .lines()
+            .filter(|l| l.starts_with("shellcage:"))
+            .collect();
+        assert_eq!(ours.len(), 1, "{shown:?}");
+        assert!(
+            ours[0].starts_with(
+                "shellcage: the sandbox has no network (mode none): refused name lookups: "
+            ),
+            "{}",
+            ours[0]
+        );
+        assert!(
+            ours[0].len() < 600 && !ours[0].chars().any(|ch| ch.is_control()),
+            "{:?}",
+            ours[0]
+        );
+        // Controls.
+        let lo = flood(&c, &["--net", "loopback"], "2000");
+        assert_eq!(
+            numbers(&lo.stdout, "UDP sent")[1],
+            0,
+            "nobody answers in loopback mode: {lo:?}"
+        );
+        let raw = on_tty(
+            &c,
+            &["sh", "-c", "printf '\\033]0;owned\\007\\n' >&2; exit 1"],
+        );
+        assert!(
+            raw.contains("\x1b]0;owned\x07"),
+            "the terminal shows what the command writes: {raw:?}"
+        );
+        if let Some(s) = &host53 {
+            flood(&c, &["--net", "host"], "200");
+            assert!(
+                udp_received(s),
+                "control: the flood did not reach the host socket with --net host"
+            );
+        }
+    }
+);
+
+// The init reads the responder's datagrams with no capability left (it drops them once
+// the command is forked): a parser bug would reach nothing the command lacks. Control:
+// without the responder (`--net loopback`) the init keeps its namespace capabilities, so
+// the probe sees them.
+attack!(net_lookup_responder_holds_no_capability, "network", |c| {
+    let out = c.sc(&[], "grep CapEff /proc/1/status");
+    c.seen(out.stdout.trim());
+    assert!(out.stdout.contains("CapEff:\t0000000000000000"), "{out:?}");
+    let control = c.sc(&["--net", "loopback"], "grep CapEff /proc/1/status");
+    assert!(
+        control.stdout.contains("CapEff:") && !control.stdout.contains("CapEff:\t0000000000000000"),
+        "{control:?}"
+    );
+});

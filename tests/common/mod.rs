@@ -346,3 +346,28 @@ pub fn cc(src: &str, out: &Path) {
 
 /// /usr/bin/python3 (pyenv shims are not reachable as every user).
 pub const PY: &str = "/usr/bin/python3";
+
+/// Run `argv` (from `dir`) on a fresh pseudo-terminal that is its stdin,
+/// stdout, stderr and controlling terminal (tests/attacks/ptyrun.py); what
+/// the terminal showed, as text.
+pub fn under_pty(dir: &Path, argv: &[&str]) -> String {
+    let script = dir.join(".ptyrun.py");
+    std::fs::write(&script, include_str!("../attacks/ptyrun.py")).unwrap();
+    let o = Command::new(PY)
+        .arg(&script)
+        .args(argv)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("OUTPUT "))
+        .unwrap_or_else(|| panic!("ptyrun failed: {o:?}"))
+        .trim();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}

@@ -32,6 +32,8 @@ pub struct Asked {
     pub flags: Vec<(PathBuf, String)>,
     /// `--allow-host` entries as typed.
     pub allow_host: Vec<String>,
+    /// `--gpu` was given.
+    pub gpu: bool,
 }
 
 /// What the floor changed in a run (for `policy show` and `-v`).
@@ -74,6 +76,7 @@ impl Floor {
         self.check_env(policy)?;
         self.check_timeout(policy, asked, &mut applied)?;
         self.check_requirements(policy)?;
+        self.check_devices(policy, asked)?;
         self.add_hide_protect(policy, asked, &mut applied)?;
         self.set_audit(policy, asked, &mut applied)?;
         Ok(applied)
@@ -509,6 +512,28 @@ impl Floor {
                     "use a profile that keeps filesystem.env_files enabled",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A device class the run exposes must be one the floor lists (a flag
+    /// cannot go past it any more than a profile can).
+    fn check_devices(&self, policy: &Policy, asked: &Asked) -> Result<(), FloorError> {
+        let Some(item) = &self.devices else {
+            return Ok(());
+        };
+        if policy.devices.gpu && !item.value.iter().any(|d| d == "gpu") {
+            let from = if asked.gpu {
+                "--gpu".to_string()
+            } else {
+                format!("{} devices.gpu = true", Self::profile_of(policy))
+            };
+            return Err(self.loosens(
+                "devices",
+                item,
+                format!("{from} would expose the host's GPU device nodes, and gpu is not listed"),
+                "drop --gpu, or use a profile without [devices] gpu = true",
+            ));
         }
         Ok(())
     }

@@ -16,7 +16,7 @@
 //! Keys (every one optional; see README "Managed floor"):
 //! `version = 1`, `hide`, `protect`, `network_modes`, `allow_hosts`,
 //! `deny_hosts`, `allow_private`, `tiers`, `workspace_modes`, `write_roots`, `env_pass`,
-//! `max_timeout`, `audit`, `profiles`, `landlock`, `env_files`.
+//! `max_timeout`, `audit`, `profiles`, `landlock`, `env_files`, `devices`.
 
 mod check;
 mod show;
@@ -53,6 +53,9 @@ const MAX_BYTES: u64 = 1 << 20;
 
 /// Workspace modes a floor may allow (`overlay`: writes land in a layer).
 pub const WORKSPACE_MODES: [&str; 3] = ["read", "write", "overlay"];
+
+/// Device classes a floor may allow (`[devices]` keys of a profile).
+pub const DEVICE_CLASSES: [&str; 1] = ["gpu"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FloorError {
@@ -139,6 +142,9 @@ pub struct Floor {
     pub landlock: Option<Item<()>>,
     /// `env_files = "required"`: a profile may not turn the `.env` scan off.
     pub env_files: Option<Item<()>>,
+    /// The host devices a run may expose (some of [`DEVICE_CLASSES`]); `[]`
+    /// forbids them all. Unset: whatever the profile or flag asks.
+    pub devices: Option<Item<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +166,7 @@ struct Raw {
     profiles: Option<Spanned<Vec<Spanned<String>>>>,
     landlock: Option<Spanned<String>>,
     env_files: Option<Spanned<String>>,
+    devices: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The floor file to read and why: `SHELLCAGE_MANAGED` when the caller is
@@ -476,6 +483,17 @@ pub fn parse(text: &str, file: &str) -> Result<Floor, FloorError> {
         })?)?,
         landlock: p.scalar("landlock", raw.landlock, required)?,
         env_files: p.scalar("env_files", raw.env_files, required)?,
+        // Empty is meaningful here (no device at all), so no `nonempty`.
+        devices: p.list("devices", raw.devices, |v| {
+            if DEVICE_CLASSES.contains(&v) {
+                Ok(v.to_owned())
+            } else {
+                Err(format!(
+                    "unknown device class (expected {}; [] allows none)",
+                    DEVICE_CLASSES.join(", ")
+                ))
+            }
+        })?,
     };
     Ok(floor)
 }

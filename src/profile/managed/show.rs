@@ -56,6 +56,7 @@ pub fn render(floor: Option<&Floor>, applied: Option<&Applied>) -> String {
     item!(profiles, "(not set: any)");
     item!(landlock, "(not set: the profile's)");
     item!(env_files, "(not set: the profile's)");
+    item!(devices, "(not set: any the profile or --gpu asks)");
     if let Some(a) = applied {
         if !a.notes.is_empty() {
             out.push_str("applied to this run:\n");

@@ -521,3 +521,43 @@ fn the_proxys_lists_stay_inside_the_floor() {
     let e = refused(&g, &mut p, &asked);
     assert!(e.contains("allow_hosts = [\"*.example.com\"]"), "{e}");
 }
+
+#[test]
+fn devices_can_be_forbidden_for_profiles_and_flags() {
+    let none = floor("version = 1\n\ndevices = []\n");
+    let gpu = floor("version = 1\ndevices = [\"gpu\"]\n");
+    assert_eq!(none.devices.as_ref().unwrap().line, 3);
+    // Nothing asked: nothing refused.
+    let mut p = policy();
+    none.apply(&mut p, &Asked::default()).unwrap();
+    // A profile's gpu = true, then --gpu: both refused, each named.
+    let mut p = policy();
+    p.devices.gpu = true;
+    let e = refused(&none, &mut p, &Asked::default());
+    assert!(
+        e.contains(":3: devices = []") && e.contains("devices.gpu = true"),
+        "{e}"
+    );
+    let mut p = policy();
+    p.devices.gpu = true;
+    p.devices.gpu_from_command_line = true;
+    let asked = Asked {
+        gpu: true,
+        ..Asked::default()
+    };
+    let e = refused(&none, &mut p, &asked);
+    assert!(
+        e.contains("--gpu would expose") && e.contains("drop --gpu"),
+        "{e}"
+    );
+    // Listed: allowed.
+    gpu.apply(&mut p, &asked).unwrap();
+    assert!(p.devices.gpu);
+    // Unknown classes are an error with the line.
+    let e = err("version = 1\ndevices = [\"kvm\"]\n");
+    assert!(
+        e.contains(":2: devices = \"kvm\": unknown device class"),
+        "{e}"
+    );
+    assert!(render(Some(&none), None).contains("devices"));
+}

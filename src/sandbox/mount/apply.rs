@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 
 use super::{DEV_NODES, MountError, MountPlan, Node, Op, io_err};
+use crate::sandbox::devices::{DeviceLink, DeviceNode, GpuNodes};
 use crate::sys::{self, SysError};
 
 const BASE: &str = "/tmp";
@@ -192,7 +193,7 @@ fn remount_ro(at: &Path) -> Result<(), SysError> {
     )
 }
 
-fn setup_dev(shm_size: u64) -> Result<(), MountError> {
+fn setup_dev(shm_size: u64, nodes: &[DeviceNode], links: &[DeviceLink]) -> Result<(), MountError> {
     let dev = Path::new(NEW).join("dev");
     tmpfs(&dev, 1 << 16, 0o755)?;
     for node in DEV_NODES {
@@ -200,6 +201,16 @@ fn setup_dev(shm_size: u64) -> Result<(), MountError> {
         std::fs::File::create(&at).map_err(io_err("create", &at))?;
         let src = Path::new(OLD).join("dev").join(node);
         mount(Some(&src), &at, None, MsFlags::MS_BIND, None)?;
+    }
+    for node in nodes {
+        bind_device(&dev, node)?;
+    }
+    for link in links {
+        let at = dev.join(GpuNodes::relative(&link.path));
+        if let Some(parent) = at.parent() {
+            mkdir_p(parent)?;
+        }
+        std::os::unix::fs::symlink(&link.target, &at).map_err(io_err("symlink", &at))?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -226,6 +237,35 @@ fn setup_dev(shm_size: u64) -> Result<(), MountError> {
     }
     tmpfs(&dev.join("shm"), shm_size, 0o1777)?;
     remount_ro(&dev)?;
+    Ok(())
+}
+
+/// Bind the host's device node `node` into the sandbox's `dev`, then check
+/// that what got mounted is still the character device the host side found
+/// (a bind follows a symlink: a node swapped since then stops the run).
+fn bind_device(dev: &Path, node: &DeviceNode) -> Result<(), MountError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let rel = GpuNodes::relative(&node.path);
+    let at = dev.join(rel);
+    if let Some(parent) = at.parent() {
+        mkdir_p(parent)?;
+    }
+    std::fs::File::create(&at).map_err(io_err("create", &at))?;
+    let src = Path::new(OLD).join("dev").join(rel);
+    mount(Some(&src), &at, None, MsFlags::MS_BIND, None)?;
+    let meta = std::fs::symlink_metadata(&at).map_err(io_err("stat", &at))?;
+    let rdev = meta.rdev();
+    let same = meta.file_type().is_char_device()
+        && nix::sys::stat::major(rdev) as u32 == node.major
+        && nix::sys::stat::minor(rdev) as u32 == node.minor;
+    if !same {
+        return Err(MountError::Invalid(format!(
+            "device {}: no longer the character device {}:{} found before the run; nothing ran",
+            node.path.display(),
+            node.major,
+            node.minor
+        )));
+    }
     Ok(())
 }
 
@@ -563,7 +603,11 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
             std::os::unix::fs::symlink(private, &link).map_err(io_err("symlink", &link))?;
             bind_link(&link, &under(NEW, at))
         }
-        Op::Dev { shm_size } => setup_dev(*shm_size),
+        Op::Dev {
+            shm_size,
+            nodes,
+            links,
+        } => setup_dev(*shm_size, nodes, links),
         Op::Proc => setup_proc(),
         Op::File { at, .. } => bind_file(at, state),
     }

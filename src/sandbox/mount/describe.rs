@@ -59,6 +59,8 @@ pub fn binds(policy: &Policy) -> Result<Binds, MountError> {
         },
         Op::Dev {
             shm_size: policy.limits.tmp_size,
+            nodes: Vec::new(),
+            links: Vec::new(),
         },
         Op::Proc,
     ];

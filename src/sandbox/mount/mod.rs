@@ -23,6 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use crate::policy::Policy;
+use crate::sandbox::devices::{DeviceLink, DeviceNode, GpuNodes};
 use crate::sys::SysError;
 
 pub use apply::apply;
@@ -111,8 +112,16 @@ pub enum Op {
         at: PathBuf,
         private: PathBuf,
     },
+    /// The sandbox's own /dev: the basic [`DEV_NODES`], and the host devices
+    /// the profile asks for (`[devices] gpu`, added by
+    /// [`MountPlan::add_devices`]): `nodes` bound one by one, `links` made as
+    /// the same symlinks.
     Dev {
         shm_size: u64,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<DeviceNode>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        links: Vec<DeviceLink>,
     },
     Proc,
     /// A small file generated on the host side (a sanitised config copy, a
@@ -247,6 +256,17 @@ impl MountPlan {
             Some(Op::Symlink { .. }) => Shown::Symlink,
             None => Shown::Absent,
             Some(_) => Shown::Special,
+        }
+    }
+
+    /// Bind the host device nodes `found` into the sandbox's /dev (and make
+    /// its links), besides the basic nodes.
+    pub fn add_devices(&mut self, found: &GpuNodes) {
+        for op in &mut self.ops {
+            if let Op::Dev { nodes, links, .. } = op {
+                nodes.extend(found.nodes.iter().cloned());
+                links.extend(found.links.iter().cloned());
+            }
         }
     }
 

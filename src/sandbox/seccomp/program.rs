@@ -868,6 +868,33 @@ mod tests {
         assert_eq!(run(&prog, &tcgets), ALLOW);
     }
 
+    /// `[devices] gpu` needs the drivers' own requests to pass: the filter refuses only
+    /// TIOCSTI and TIOCLINUX, so DRM ('d') and NVIDIA ('F') requests reach the driver.
+    #[test]
+    fn gpu_driver_ioctls_pass() {
+        // _IOC(dir, type, nr, size) on x86_64 and aarch64 (asm-generic/ioctl.h).
+        let ioc =
+            |dir: u64, ty: u8, nr: u64, size: u64| dir << 30 | size << 16 | (ty as u64) << 8 | nr;
+        let (w, r) = (1u64, 2u64);
+        let requests = [
+            // DRM_IOCTL_VERSION, DRM_IOCTL_GET_CAP, DRM_IOCTL_PRIME_HANDLE_TO_FD.
+            ioc(r | w, b'd', 0x00, 64),
+            ioc(r | w, b'd', 0x0c, 16),
+            ioc(r | w, b'd', 0x2d, 12),
+            // DRM_IOCTL_I915_GETPARAM and an amdgpu command submission (driver range).
+            ioc(r | w, b'd', 0x46, 16),
+            ioc(r | w, b'd', 0x44, 24),
+            // NVIDIA's escape calls: NV_ESC_CARD_INFO, NV_ESC_RM_ALLOC, UVM_INITIALIZE.
+            ioc(r | w, b'F', 200, 0),
+            ioc(r | w, b'F', 0x2b, 48),
+        ];
+        let prog = inet();
+        for request in requests {
+            let c = call(libc::SYS_ioctl, &[3, request, 0]);
+            assert_eq!(run(&prog, &c), ALLOW, "{request:#x}");
+        }
+    }
+
     #[test]
     fn socket_families() {
         let eafnosupport = RET_ERRNO | EAFNOSUPPORT;
