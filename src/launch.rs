@@ -26,7 +26,7 @@ use crate::sandbox::proxy::{self, ProxyConfig, ProxyError, ProxyOutcome, ProxyPr
 use crate::sandbox::spawn::{self, SpawnError, Spawned};
 use crate::sandbox::spec::LimitsOutcome;
 use crate::sandbox::{self, DescribeError, SandboxSpec};
-use crate::supervise::{self, Outcome, SignalGuard, Status};
+use crate::supervise::{self, Outcome, Relay, SignalGuard, Status};
 
 /// Errors before anything runs: all exit 125.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,8 @@ struct Started {
     spawned: Spawned,
     /// The proxy process (network mode `proxy`, `--publish`).
     proxy: Option<ProxyProcess>,
+    /// The terminal relay (the caller's stdin is its terminal).
+    relay: Option<Relay>,
 }
 
 /// Run the request; returns shellcage's exit code. Errors mean nothing ran.
@@ -185,7 +187,9 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         req.policy.limits.timeout,
         start,
         started.spec.plan.tier == Tier::Container,
+        started.relay.as_mut(),
     );
+    drop(started.relay.take());
     tracing::debug!(target: "shellcage::timing", "sandbox exited {}", start.elapsed().as_micros());
     let limits = started.spec.end_limits();
     let network = started.proxy.map(ProxyProcess::finish);
@@ -330,6 +334,7 @@ fn start_sandbox(
     let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
         spec.cleanup();
     })?;
+    let relay = own_terminal(&mut spec);
     let err = match spawn_with(&mut spec, proxy.is_some()) {
         Ok(spawned) => {
             return Ok(Started {
@@ -338,6 +343,7 @@ fn start_sandbox(
                 fallback: known,
                 spawned,
                 proxy,
+                relay,
             });
         }
         Err(SpawnError::Namespaces(err)) => {
@@ -378,6 +384,7 @@ fn start_sandbox(
     let proxy = start_proxy(&req.policy, &mut spec).inspect_err(|_| {
         spec.cleanup();
     })?;
+    let relay = own_terminal(&mut spec);
     let spawned = spawn_with(&mut spec, proxy.is_some()).inspect_err(|_| {
         spec.cleanup();
     });
@@ -396,7 +403,16 @@ fn start_sandbox(
         fallback: Some(msg),
         spawned,
         proxy,
+        relay,
     })
+}
+
+/// When the caller's stdin is its terminal: the command gets a pty of its own, which the
+/// supervisor relays (`supervise::relay`). Nothing is done otherwise (one `isatty`).
+fn own_terminal(spec: &mut SandboxSpec) -> Option<Relay> {
+    let (relay, terminal) = supervise::relay::prepare(spec.plan.tier)?;
+    spec.command.terminal = Some(terminal);
+    Some(relay)
 }
 
 /// The lines before the command starts, each at most once per workspace and
@@ -569,9 +585,11 @@ fn start_proxy(
 }
 
 /// Spawn, then close the supervisor's copy of the init's end of the proxy channel (the
-/// proxy then sees the end of the channel when the init is gone).
+/// proxy then sees the end of the channel when the init is gone) and of the pty's channel.
 fn spawn_with(spec: &mut SandboxSpec, has_proxy: bool) -> Result<Spawned, SpawnError> {
     let spawned = spawn::spawn(spec);
+    // The sandbox's end of the pty channel (or the slave) is the sandbox's alone.
+    spec.command.terminal = None;
     if has_proxy {
         if let Some(net) = spec.net.as_mut() {
             net.channel = None;

@@ -17,6 +17,9 @@ use crate::sandbox::lookups::LookupRecord;
 use crate::sandbox::report::{Decoder, Message};
 use crate::sys::SysError;
 
+pub mod relay;
+pub use relay::Relay;
+
 /// How long a command may take to end after SIGINT/SIGTERM/SIGHUP before the
 /// whole sandbox is killed.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -117,6 +120,17 @@ struct Watch<'a> {
     messages: Decoder,
     report_open: bool,
     exited: bool,
+    /// The terminal relay, when the command has its own pty.
+    relay: Option<&'a mut Relay>,
+}
+
+/// What a poll entry of [`Watch::poll`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Signals,
+    Report,
+    Pid,
+    Relay(relay::Side),
 }
 
 impl Watch<'_> {
@@ -138,13 +152,23 @@ impl Watch<'_> {
                 .min(i32::MAX as u128) as i32,
             None => -1,
         };
-        let (signal, report, pid) = self.poll(wait_ms);
-        if signal {
+        let ready = self.poll(wait_ms);
+        let has = |what: Source| ready.contains(&what);
+        if has(Source::Signals) {
             self.on_signal();
         }
-        if report {
+        if has(Source::Report) {
             self.on_report();
         }
+        if let Some(r) = self.relay.as_deref_mut() {
+            for side in ready.iter().filter_map(|s| match s {
+                Source::Relay(side) => Some(*side),
+                _ => None,
+            }) {
+                r.ready(side);
+            }
+        }
+        let pid = has(Source::Pid);
         if pid {
             tracing::trace!(target: "shellcage::timing", "init exited {}", self.start.elapsed().as_micros());
             self.exited = true;
@@ -167,15 +191,24 @@ impl Watch<'_> {
         }
     }
 
-    /// poll(2) on the signalfd, the report pipe (while open) and the pidfd
-    /// (until the init exits): which of them are ready.
-    fn poll(&self, wait_ms: i32) -> (bool, bool, bool) {
+    /// poll(2) on the signalfd, the report pipe (while open), the pidfd (until the init
+    /// exits) and the terminal relay's descriptors: which of them are ready.
+    fn poll(&self, wait_ms: i32) -> Vec<Source> {
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut what = vec![Source::Signals];
         if self.report_open {
             fds.push(PollFd::new(self.report.as_fd(), PollFlags::POLLIN));
+            what.push(Source::Report);
         }
         if let (Some(p), false) = (&self.pidfd, self.exited) {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            what.push(Source::Pid);
+        }
+        if let Some(r) = self.relay.as_deref() {
+            for (fd, flags, side) in r.interest() {
+                fds.push(PollFd::new(fd, flags));
+                what.push(Source::Relay(side));
+            }
         }
         let timeout = PollTimeout::try_from(wait_ms).unwrap_or(PollTimeout::NONE);
         match poll(&mut fds, timeout) {
@@ -185,14 +218,11 @@ impl Watch<'_> {
                 let _ = kill(self.child, Signal::SIGKILL);
             }
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        let report = self.report_open && ready[1];
-        let pid_index = if self.report_open { 2 } else { 1 };
-        let pid = self.pidfd.is_some() && !self.exited && ready.get(pid_index) == Some(&true);
-        (ready[0], report, pid)
+        fds.iter()
+            .zip(what)
+            .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, w)| w)
+            .collect()
     }
 
     fn on_signal(&mut self) {
@@ -202,6 +232,14 @@ impl Watch<'_> {
         let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
             return;
         };
+        // With the relay the command's terminal is its pty: a new size of the caller's
+        // terminal goes to the pty, whose foreground process group the kernel signals.
+        if sig == Signal::SIGWINCH {
+            if let Some(r) = self.relay.as_deref().filter(|r| r.active()) {
+                r.window_changed();
+                return;
+            }
+        }
         // Container tier: the command leads its own process group (setsid);
         // the namespaces tier's init forwards by itself.
         if !self.kill_group || kill(Pid::from_raw(-self.child.as_raw()), sig).is_err() {
@@ -321,7 +359,11 @@ pub fn supervise(
     timeout: Option<Duration>,
     start: Instant,
     kill_group: bool,
+    mut relay: Option<&mut Relay>,
 ) -> Outcome {
+    if let Some(r) = relay.as_deref_mut() {
+        r.start();
+    }
     let mut watch = Watch {
         child,
         report,
@@ -336,9 +378,14 @@ pub fn supervise(
         messages: Decoder::default(),
         report_open: true,
         exited: false,
+        relay,
     };
     while !watch.done() {
         watch.step();
+    }
+    // The sandbox is over: what it wrote is shown before anything shellcage says.
+    if let Some(r) = watch.relay.as_deref_mut() {
+        r.finish();
     }
     watch.finish()
 }

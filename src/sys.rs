@@ -355,6 +355,72 @@ pub fn borrow_fd(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+// --- terminals (the pty relay, supervise/relay.rs and sandbox/terminal.rs) ---
+
+/// A new pseudo-terminal pair of the devpts instance that `ptmx` belongs to (inside the
+/// sandbox, its private one): the master, unlocked (`TIOCSPTLCK`), and the slave, opened
+/// through the master (`TIOCGPTPEER`, no path lookup, so no other instance's slave can be
+/// substituted). Both are close-on-exec and neither becomes a controlling terminal.
+pub fn open_pty(ptmx: &Path) -> Result<(OwnedFd, OwnedFd), SysError> {
+    use nix::fcntl::OFlag;
+    let master = nix::fcntl::open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SysError::new("open", ptmx.display(), e))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer, which is live for the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(SysError::last("ioctl(TIOCSPTLCK)", ptmx.display()));
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes its open flags by value and returns a new descriptor.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd < 0 {
+        return Err(SysError::last("ioctl(TIOCGPTPEER)", ptmx.display()));
+    }
+    // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((master, slave))
+}
+
+/// `ioctl(fd, TIOCSCTTY, 0)`: make the terminal `fd` the controlling terminal of the
+/// caller, which must be a session leader without one.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: TIOCSCTTY takes an int by value (0: never steal from another session).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(SysError::last("ioctl(TIOCSCTTY)", fd.as_raw_fd()));
+    }
+    Ok(())
+}
+
+/// The window size of the terminal `fd` (`TIOCGWINSZ`).
+pub fn window_size(fd: BorrowedFd<'_>) -> Result<libc::winsize, SysError> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize through the pointer, which is live
+    // and writable for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } < 0 {
+        return Err(SysError::last("ioctl(TIOCGWINSZ)", fd.as_raw_fd()));
+    }
+    Ok(ws)
+}
+
+/// Set the window size of the terminal `fd` (`TIOCSWINSZ`; on a pty master it is the
+/// slave's, and the slave's foreground process group gets SIGWINCH when it changes).
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), SysError> {
+    // SAFETY: TIOCSWINSZ reads one struct winsize through the pointer, live for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) } < 0 {
+        return Err(SysError::last("ioctl(TIOCSWINSZ)", fd.as_raw_fd()));
+    }
+    Ok(())
+}
+
 // --- seccomp ---
 
 /// `struct sock_fprog` from `<linux/filter.h>`: the program handed to `seccomp(2)`.

@@ -17,6 +17,7 @@ use super::cgroup::StartGate;
 use super::lookups::{self, LookupRecord, Responder};
 use super::net::{self, Channel, Listening};
 use super::report::{self, Message};
+use super::terminal::{self, PtySource};
 use super::{SandboxSpec, landlock, limits, mount, privileges, rootview, seccomp};
 use crate::sys::{self, Forked};
 
@@ -273,6 +274,8 @@ pub fn run_init(
         }
     }
     mark(spec, report_fd, "network up");
+    // Before the connector of the published ports is forked: it gets the pty too.
+    let pty = own_terminal(spec, report_fd);
     start_network_helpers(spec, report_fd);
     let mut keep = vec![0, 1, 2, report_fd];
     keep.extend(spec.layer_lock);
@@ -291,7 +294,7 @@ pub fn run_init(
         );
     }
     let child = match sys::fork_process() {
-        Ok(Forked::Child) => exec_command(spec, report_fd),
+        Ok(Forked::Child) => exec_command(spec, report_fd, pty),
         Ok(Forked::Parent { child }) => child,
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
@@ -345,6 +348,33 @@ fn next_signal(waited: &SigSet, served: &mut Option<(Responder, SignalFd)>) -> n
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             responder.serve();
         }
+    }
+}
+
+/// When the supervisor relays the caller's terminal: a pty of the sandbox's own devpts
+/// (the root is built, so `/dev/ptmx` is its `ptmx`) on the fds that were the caller's
+/// terminal, in the init too, so that from here on no process of the sandbox holds the
+/// caller's terminal. Returns the fd the command makes its controlling terminal. When
+/// the pty cannot be made (no devpts inside), the supervisor does not relay (it gets no
+/// master) and the command keeps the caller's terminal, as without a relay.
+fn own_terminal(spec: &SandboxSpec, report_fd: RawFd) -> Option<RawFd> {
+    let t = spec.command.terminal.as_ref()?;
+    spec.mounts.as_ref()?;
+    let slave = match terminal::open_inside(t) {
+        Ok(slave) => slave,
+        Err(e) => {
+            mark(spec, report_fd, &format!("no pty inside ({e}): no relay"));
+            return None;
+        }
+    };
+    // The master is with the supervisor now, which relays: the slave must be on the fds.
+    match terminal::attach(t, &slave) {
+        Ok(fd) => Some(fd),
+        Err(e) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot attach the pty: {e}"),
+        ),
     }
 }
 
@@ -459,10 +489,11 @@ fn finish(report_fd: RawFd, status: Message, code: i32, lookups: Option<&LookupR
     sys::exit_now(code)
 }
 
-/// The command process: drop everything, then exec. Never returns.
-pub fn exec_command(spec: &SandboxSpec, report_fd: RawFd) -> ! {
+/// The command process: drop everything, then exec. Never returns. `pty`: the fd of
+/// the command's own terminal (see [`terminal`]), which becomes its controlling terminal.
+pub fn exec_command(spec: &SandboxSpec, report_fd: RawFd, pty: Option<RawFd>) -> ! {
     mark(spec, report_fd, "command forked");
-    if let Err(e) = prepare_command(spec, report_fd) {
+    if let Err(e) = prepare_command(spec, report_fd, pty) {
         fail(report_fd, EXIT_SETUP, e);
     }
     let name = spec.command.argv[0].to_string_lossy().into_owned();
@@ -512,6 +543,8 @@ enum CommandSetupError {
     #[error("setsid => {0}")]
     Session(nix::errno::Errno),
     #[error("{0}")]
+    Terminal(crate::sys::SysError),
+    #[error("{0}")]
     Limits(#[from] limits::LimitError),
     #[error("chdir({path}) => {source}")]
     Chdir {
@@ -529,8 +562,17 @@ enum CommandSetupError {
 /// The design's order: setsid → rlimits → close fds → chdir → drop caps →
 /// no_new_privs → Landlock → seccomp (last, so the steps before it may use
 /// any syscall).
-fn prepare_command(spec: &SandboxSpec, report_fd: RawFd) -> Result<(), CommandSetupError> {
-    if spec.command.interactive {
+fn prepare_command(
+    spec: &SandboxSpec,
+    report_fd: RawFd,
+    pty: Option<RawFd>,
+) -> Result<(), CommandSetupError> {
+    if let Some(fd) = pty {
+        // A session of its own whose controlling terminal is the sandbox's pty: job
+        // control works through the pty's line discipline.
+        nix::unistd::setsid().map_err(CommandSetupError::Session)?;
+        sys::set_controlling_tty(sys::borrow_fd(fd)).map_err(CommandSetupError::Terminal)?;
+    } else if spec.command.interactive {
         // Own process group in the terminal's foreground (job control works;
         // TIOCSTI is refused by seccomp).
         let me = nix::unistd::getpid();
@@ -562,11 +604,28 @@ pub fn run_container_tier(spec: &SandboxSpec, report_fd: RawFd, gate: Option<Sta
         sys::exit_now(EXIT_SETUP);
     }
     enter_limits(gate, report_fd);
+    // The supervisor opened the pty on the host (no devpts of our own here).
+    let pty = match spec.command.terminal.as_ref() {
+        Some(
+            t @ terminal::TerminalSpec {
+                source: PtySource::Slave(slave),
+                ..
+            },
+        ) => match terminal::attach(t, slave) {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(
+                report_fd,
+                EXIT_SETUP,
+                format_args!("cannot attach the pty: {e}"),
+            ),
+        },
+        _ => None,
+    };
     match spec.layer_lock {
         Some(lock) => sys::close_fds_except(&[0, 1, 2, report_fd, lock]),
         None => sys::close_fds_except(&[0, 1, 2, report_fd]),
     }
-    exec_command(spec, report_fd)
+    exec_command(spec, report_fd, pty)
 }
 
 #[cfg(test)]

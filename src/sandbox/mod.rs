@@ -26,5 +26,6 @@ pub mod sanitize;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
+pub mod terminal;
 
 pub use spec::{Command, CommandSpec, DescribeError, SandboxSpec, describe};

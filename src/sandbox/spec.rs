@@ -102,8 +102,13 @@ pub struct CommandSpec {
     /// Working directory inside the sandbox.
     pub cwd: PathBuf,
     /// An interactive shell on a terminal: keep the controlling terminal
-    /// (foreground process group) instead of `setsid`.
+    /// (foreground process group) instead of `setsid`, when the command has no
+    /// pty of its own ([`CommandSpec::terminal`]).
     pub interactive: bool,
+    /// The command's own pty, relayed to the caller's terminal by the supervisor (set by
+    /// the supervisor after [`describe`], when the caller's stdin is its terminal; see
+    /// [`super::terminal`]).
+    pub terminal: Option<super::terminal::TerminalSpec>,
     /// When set (`-v`), the sandbox reports phase timestamps (µs since this
     /// instant) over the report pipe ([`super::report::Message::Phase`]).
     pub timing: Option<Instant>,
@@ -307,6 +312,7 @@ pub fn describe(
             path: env.vars.get("PATH").cloned().unwrap_or_default(),
             cwd,
             interactive: command.interactive,
+            terminal: None,
             timing: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
         },
     };

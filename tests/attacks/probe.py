@@ -360,6 +360,26 @@ def cmd_tiocsti(fd, request, text):
     ok("injected")
 
 
+def cmd_ttydevs():
+    # The devpts instance (st_dev) of every terminal the process holds on fds 0-2 and of
+    # the instance mounted at /dev/pts here; the session of the controlling terminal
+    # (/dev/tty, TIOCGSID = 0x5429) and of fd 0's terminal: equal when fd 0 is the controlling one.
+    import fcntl
+    seen = []
+    for fd in (0, 1, 2):
+        if os.isatty(fd):
+            seen.append("fd%d=%d" % (fd, os.fstat(fd).st_dev))
+    def sid(fd):
+        return struct.unpack("i", fcntl.ioctl(fd, 0x5429, b"\0" * 4))[0]
+    try:
+        t = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        seen.append("ttysid=%d fd0sid=%d" % (sid(t), sid(0)))
+    except OSError as e:
+        seen.append("ttysid=" + errno.errorcode.get(e.errno, "?"))
+    seen.append("pts=%d" % os.stat("/dev/pts").st_dev)
+    ok(" ".join(seen))
+
+
 if __name__ == "__main__":
     name, args = sys.argv[1].replace("-", "_"), sys.argv[2:]
     guard(lambda: globals()["cmd_" + name](*args))

@@ -27,26 +27,22 @@ fn under_pty(c: &Ctx, argv: &[&str]) -> (String, String) {
     (field("OUTPUT "), field("PENDING "))
 }
 
-fn tiocsti_case(c: &Ctx, request: &str) {
+/// TIOCSTI with `request` on the command's fd 0, or (`via_tty`) on its controlling
+/// terminal opened as /dev/tty. The command's terminal is its own pty (relayed): even a
+/// TIOCSTI the kernel accepted would land in that pty's input, never in the caller's.
+fn tiocsti_case(c: &Ctx, request: &str, via_tty: bool) {
     let payload = format!("echo {}", &c.canary[7..]);
     let bin = crate::common::bin().display().to_string();
     let ws = c.ws.path().display().to_string();
-    let (output, pending) = under_pty(
-        c,
-        &[
-            &bin,
-            "run",
-            "--workspace",
-            &ws,
-            "--",
-            PY,
-            ".probe.py",
-            "tiocsti",
-            "0",
-            request,
-            &payload,
-        ],
-    );
+    let line = format!("exec 3<>/dev/tty && exec {PY} .probe.py tiocsti 3 {request} \"$0\"");
+    let probe: Vec<&str> = if via_tty {
+        vec!["/bin/sh", "-c", &line, &payload]
+    } else {
+        vec![PY, ".probe.py", "tiocsti", "0", request, &payload]
+    };
+    let mut argv = vec![bin.as_str(), "run", "--workspace", &ws, "--"];
+    argv.extend_from_slice(&probe);
+    let (output, pending) = under_pty(c, &argv);
     let result = output
         .lines()
         .find(|l| l.starts_with("OK") || l.starts_with("ERR"))
@@ -67,7 +63,7 @@ fn tiocsti_case(c: &Ctx, request: &str) {
     let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
         .map(|s| s.trim() == "1")
         .unwrap_or(true);
-    let (out2, pending2) = under_pty(c, &[PY, ".probe.py", "tiocsti", "0", request, &payload]);
+    let (out2, pending2) = under_pty(c, &probe);
     if legacy || crate::common::is_root() {
         assert!(
             pending2.contains(&payload),
@@ -78,10 +74,66 @@ fn tiocsti_case(c: &Ctx, request: &str) {
     }
 }
 
-attack!(term_tiocsti, "terminal", |c| { tiocsti_case(&c, "0x5412") });
+attack!(term_tiocsti, "terminal", |c| {
+    tiocsti_case(&c, "0x5412", false)
+});
 attack!(term_tiocsti_high_bits, "terminal", |c| {
     // The kernel compares only the low 32 bits of the request.
-    tiocsti_case(&c, "0xdead00005412")
+    tiocsti_case(&c, "0xdead00005412", false)
+});
+attack!(term_tiocsti_via_dev_tty, "terminal", |c| {
+    tiocsti_case(&c, "0x5412", true)
+});
+
+attack!(term_caller_terminal_not_inside, "terminal", |c| {
+    // The caller's terminal never reaches the sandbox: every terminal the command holds
+    // (fds 0-2, and /dev/tty, its controlling terminal) is a pty of the sandbox's own
+    // devpts, not the caller's.
+    use std::os::unix::fs::MetadataExt;
+    let host_pts = std::fs::metadata("/dev/pts").unwrap().dev().to_string();
+    let bin = crate::common::bin().display().to_string();
+    let ws = c.ws.path().display().to_string();
+    let fields = |out: &str| -> Vec<(String, String)> {
+        let line = out.lines().find(|l| l.starts_with("OK ")).unwrap_or("");
+        line[line.len().min(3)..]
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let argv = [
+        bin.as_str(),
+        "run",
+        "--workspace",
+        &ws,
+        "--",
+        PY,
+        ".probe.py",
+        "ttydevs",
+    ];
+    let (output, pending) = under_pty(&c, &argv);
+    let seen = fields(&output);
+    c.seen(&format!("{}; host devpts {host_pts}", output.trim()));
+    let get = |k: &str| seen.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let inside = get("pts").unwrap_or_else(|| panic!("{output:?}"));
+    assert_ne!(inside, host_pts, "{output:?}");
+    for k in ["fd0", "fd1", "fd2"] {
+        assert_eq!(get(k).as_deref(), Some(inside.as_str()), "{k}: {output:?}");
+    }
+    // /dev/tty is fd 0's terminal (the same session), so the sandbox's pty too.
+    assert!(
+        get("ttysid").is_some_and(|s| s.parse::<i32>().is_ok()),
+        "{output:?}"
+    );
+    assert_eq!(get("ttysid"), get("fd0sid"), "{output:?}");
+    assert!(pending.is_empty());
+    // Control: the probe on the caller's terminal itself sees the host's devpts there.
+    let (out2, _) = under_pty(&c, &[PY, ".probe.py", "ttydevs"]);
+    let host = fields(&out2);
+    assert!(
+        host.iter().any(|(k, v)| k == "fd0" && *v == host_pts),
+        "control probe broken: {out2:?}"
+    );
 });
 
 attack!(term_tioclinux, "terminal", |c| {
