@@ -531,6 +531,9 @@ attack!(
         assert!(hidden.stdout.contains("planted=0"), "{hidden:?}");
         let check = repo_check(&report);
         assert_eq!(check["complete"], false, "{check}");
+        let all: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(all["after_run"]["complete"], false, "{all}");
         c.seen(&format!(
             "hidden from the exit check: {}",
             hidden
@@ -555,5 +558,61 @@ attack!(
             !host_git_ran(&c, "deep/sub"),
             "control: the check missed it"
         );
+    }
+);
+
+// The same for the root-name patterns (`*.code-workspace`: an editor runs its
+// folder-open tasks): a match the command made that cannot be renamed at exit
+// (as a user: the workspace root made read-only; as root: the file made
+// immutable on the host meanwhile) leaves `after_run.complete` false, with the
+// path in the notes. Control: not held, it is renamed and the run complete.
+attack!(
+    pattern_match_kept_from_the_exit_step_is_on_record,
+    "persistence",
+    |c| {
+        let root = nix::unistd::geteuid().is_root();
+        let report = c.ws.path().join("..").join(format!(
+            "report-{}.json",
+            c.ws.path().file_name().unwrap().to_string_lossy()
+        ));
+        let report_arg = report.display().to_string();
+        let file = c.ws.path().join("evil.code-workspace");
+        let plant = "echo '{}' > evil.code-workspace; echo planted=$?";
+        let out = if root {
+            let run = During::start_with(&c, &["--report-file", &report_arg], plant);
+            let chattr = Command::new("chattr").arg("+i").arg(&file).status();
+            let out = run.finish();
+            let _ = Command::new("chattr").arg("-i").arg(&file).status();
+            assert!(chattr.is_ok_and(|s| s.success()), "chattr +i {file:?}");
+            out
+        } else {
+            let out = c.sc(
+                &["--report-file", &report_arg],
+                &format!("{plant}; chmod 555 ."),
+            );
+            let _ = std::fs::set_permissions(
+                c.ws.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            );
+            out
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        c.seen(&format!(
+            "kept from the exit step: complete={}",
+            v["after_run"]["complete"]
+        ));
+        assert!(out.stdout.contains("planted=0"), "{out:?}");
+        assert_eq!(v["after_run"]["complete"], false, "{v}");
+        assert!(out.stderr.contains("could not be renamed"), "{out:?}");
+        // Control: not held, the exit step renames it and the run is complete.
+        let _ = std::fs::remove_file(&file);
+        let out = c.sc(&["--report-file", &report_arg], plant);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&report);
+        assert!(out.stdout.contains("planted=0"), "{out:?}");
+        assert!(!file.exists(), "control: not renamed");
+        assert_eq!(v["after_run"]["complete"], true, "{v}");
     }
 );

@@ -246,19 +246,21 @@ const DISABLED_SUFFIX: &str = ".shellcage-disabled";
 /// At exit: root entries matching a protect pattern that were not there at
 /// the start (the run made them) are renamed `<name>.shellcage-disabled`
 /// (reversible), so the editor that would run them never sees them. Lines
-/// for stderr.
-fn disable_new_matches(protection: &Protection, ws: &Path) -> Vec<String> {
+/// for stderr, and whether every new match was found and renamed.
+fn disable_new_matches(protection: &Protection, ws: &Path) -> (Vec<String>, bool) {
     let Some(patterns) = &protection.patterns else {
-        return Vec::new();
+        return (Vec::new(), true);
     };
     let refs: Vec<&PathBuf> = patterns.iter().collect();
     let Ok(now) = root_matches(ws, &refs) else {
-        return vec![format!(
+        let line = format!(
             "shellcage: warning: could not check {} for new files matching protected patterns (hint: look for *.code-workspace and the like before opening it)",
             ws.display()
-        )];
+        );
+        return (vec![line], false);
     };
     let mut lines = Vec::new();
+    let mut complete = true;
     for name in now {
         if protection.matched.contains(&name) {
             continue;
@@ -270,13 +272,16 @@ fn disable_new_matches(protection: &Protection, ws: &Path) -> Vec<String> {
                 name.to_string_lossy(),
                 to.file_name().unwrap_or_default().to_string_lossy()
             )),
-            Err(e) => lines.push(format!(
-                "shellcage: warning: {} was made in the sandbox and matches a protected pattern, but could not be renamed: {e} (hint: remove it before opening the project)",
-                path.display()
-            )),
+            Err(e) => {
+                complete = false;
+                lines.push(format!(
+                    "shellcage: warning: {} was made in the sandbox and matches a protected pattern, but could not be renamed: {e} (hint: remove it before opening the project)",
+                    path.display()
+                ));
+            }
         }
     }
-    lines
+    (lines, complete)
 }
 
 /// The workspace's `.git/config`, when it is held and is a regular file: a
@@ -581,8 +586,14 @@ fn resolve_link(
 /// What the exit step did on the host (said on stderr as it happens, and
 /// kept for `--report json` and the audit record, so that a check cut short
 /// is on record and not only in a terminal's scrollback).
-#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct AfterRun {
+    /// Every exit-time protection was carried out: the repository check
+    /// (see `repositories`) and the renaming of new files matching a
+    /// protected pattern. `false`: something the command made may still be
+    /// live for the host's tools; the notes say what.
+    #[serde(default = "yes")]
+    pub complete: bool,
     /// The check of the repositories the run made or changed (absent when
     /// the run had no writable workspace to check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -595,7 +606,7 @@ pub struct AfterRun {
 impl AfterRun {
     /// Nothing was said and nothing was cut short.
     pub fn is_quiet(&self) -> bool {
-        self.notes.is_empty() && self.repositories.as_ref().is_none_or(|r| r.complete)
+        self.notes.is_empty() && self.complete
     }
 
     fn say(&mut self, line: String) {
@@ -603,6 +614,20 @@ impl AfterRun {
         let line = line.strip_prefix("shellcage: ").unwrap_or(&line).to_owned();
         self.notes.push(line);
     }
+}
+
+impl Default for AfterRun {
+    fn default() -> AfterRun {
+        AfterRun {
+            complete: true,
+            repositories: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The exit-time repository check (see [`check_repositories`]).
@@ -643,14 +668,17 @@ pub fn cleanup(protection: &Protection) -> AfterRun {
     } else {
         tracing::debug!("another sandbox uses the workspace; leaving placeholders to it");
     }
-    for line in disable_new_matches(protection, ws) {
+    let (lines, patterns_done) = disable_new_matches(protection, ws);
+    for line in lines {
         after.say(line);
     }
+    after.complete &= patterns_done;
     if let Some(since) = protection.git_check_since {
         let (check, lines) = check_repositories(ws, since);
         for line in lines {
             after.say(line);
         }
+        after.complete &= check.complete;
         after.repositories = Some(check);
     }
     after

@@ -330,12 +330,13 @@ fn root_name_patterns_hold_matches_and_disable_new_ones() {
     // Made during the run (inside, or by anyone): renamed at exit, reversibly.
     std::fs::write(ws.join("evil.code-workspace"), "{}").unwrap();
     std::fs::write(ws.join("not-a.code-workspace.txt"), "").unwrap();
-    let lines = disable_new_matches(&p, &ws);
+    let (lines, complete) = disable_new_matches(&p, &ws);
+    assert!(complete);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(!ws.join("evil.code-workspace").exists());
     assert!(ws.join("evil.code-workspace.shellcage-disabled").exists());
     assert!(ws.join("mine.code-workspace").exists());
     assert!(ws.join("not-a.code-workspace.txt").exists());
     // The disabled copy is not itself a match next time.
-    assert!(disable_new_matches(&p, &ws).is_empty());
+    assert!(disable_new_matches(&p, &ws).0.is_empty());
 }
