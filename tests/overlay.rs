@@ -15,22 +15,6 @@ use harness::*;
 /// Paths the `dev` profile protects that a fresh `git init` creates.
 const GIT_PROTECTED: &[&str] = &[".git/config", ".git/hooks"];
 
-fn code(out: &std::process::Output) -> Option<i32> {
-    out.status.code()
-}
-
-#[track_caller]
-fn ok(out: &std::process::Output) -> String {
-    assert_eq!(
-        code(out),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// Apply the whole layer, then the host must equal the merged view (ignoring `skip`).
 #[track_caller]
 fn apply_and_compare(f: &Fixture, layer: &str, skip: &[&str]) {

@@ -14,10 +14,6 @@ use std::path::Path;
 
 use harness::*;
 
-fn code(out: &std::process::Output) -> Option<i32> {
-    out.status.code()
-}
-
 fn py(dir: &Path, code: &str) {
     let out = std::process::Command::new("python3")
         .args(["-c", code])

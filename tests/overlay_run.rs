@@ -19,22 +19,6 @@ fn ready() -> bool {
     common::require(common::sandbox_available(), "user namespaces") && overlay_available()
 }
 
-fn code(out: &std::process::Output) -> Option<i32> {
-    out.status.code()
-}
-
-#[track_caller]
-fn ok(out: &std::process::Output) -> String {
-    assert_eq!(
-        code(out),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 const GIT: &str = "git -c user.name=Agent -c user.email=agent@example.com";
 
 #[test]

@@ -78,6 +78,23 @@ pub fn sh(dir: &Path, script: &str) -> Output {
     out
 }
 
+pub fn code(out: &std::process::Output) -> Option<i32> {
+    out.status.code()
+}
+
+/// The command succeeded (its output shown if not); its stdout.
+#[track_caller]
+pub fn ok(out: &std::process::Output) -> String {
+    assert_eq!(
+        code(out),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
