@@ -190,6 +190,11 @@ impl NameMap {
 
 /// A query message (for tests, the fuzz corpus and raw clients).
 pub fn query_for_tests(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    query_in_class(id, name, qtype, CLASS_IN)
+}
+
+/// [`query_for_tests`] in any class (tests of the answers to other classes).
+pub fn query_in_class(id: u16, name: &str, qtype: u16, qclass: u16) -> Vec<u8> {
     let mut out = Vec::new();
     for w in [id, 0x0100, 1, 0, 0, 0] {
         out.extend_from_slice(&w.to_be_bytes());
@@ -200,7 +205,7 @@ pub fn query_for_tests(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     }
     out.push(0);
     out.extend_from_slice(&qtype.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&qclass.to_be_bytes());
     out
 }
 

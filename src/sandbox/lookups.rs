@@ -230,18 +230,7 @@ mod tests {
 
     /// A query for `name` (type, class) as a resolver sends it.
     fn query(id: u16, name: &str, qtype: u16, qclass: u16) -> Vec<u8> {
-        let mut m = Vec::new();
-        for w in [id, 0x0100, 1, 0, 0, 0] {
-            m.extend_from_slice(&w.to_be_bytes());
-        }
-        for label in name.split('.').filter(|l| !l.is_empty()) {
-            m.push(label.len() as u8);
-            m.extend_from_slice(label.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&qclass.to_be_bytes());
-        m
+        dns::query_in_class(id, name, qtype, qclass)
     }
 
     fn rcode(answer: &[u8]) -> u8 {
