@@ -135,6 +135,11 @@ pub enum Command {
         #[command(subcommand)]
         command: HomeCommand,
     },
+    /// The warm sessions of this user: list, status, stop.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// The managed floor (/etc/shellcage/managed.toml) an administrator set.
     Policy {
         #[command(subcommand)]
@@ -326,6 +331,26 @@ pub enum ReportArg {
     Json,
 }
 
+/// `shellcage session …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Every session of this user that answers.
+    List,
+    /// The session of a workspace (default: the current directory's).
+    Status {
+        #[arg(value_name = "WORKSPACE")]
+        workspace: Option<PathBuf>,
+    },
+    /// End a workspace's session (or all with --all); the commands still running in it
+    /// are killed.
+    Stop {
+        #[arg(long)]
+        all: bool,
+        #[arg(value_name = "WORKSPACE", conflicts_with = "all")]
+        workspace: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunOpts {
     /// Profile name or file (default: $SHELLCAGE_PROFILE, else `dev`).
@@ -404,6 +429,10 @@ pub struct RunOpts {
     /// inside the sandbox); see `shellcage audit verify`.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    /// Run cold: build this command's sandbox from scratch, without a session
+    /// (also `SHELLCAGE_SESSION=off`, or `session = "off"` in a profile).
+    #[arg(long)]
+    pub no_session: bool,
 }
 
 /// A parsed POSIX-shell invocation (`sh [-elx] [-o opt] -c STRING [ARG0 ARG...]`).

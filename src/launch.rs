@@ -91,6 +91,9 @@ pub struct Report<'a> {
     /// neutralised, placeholders, merge-back), absent when nothing.
     #[serde(skip_serializing_if = "AfterRun::is_quiet")]
     pub after_run: &'a AfterRun,
+    /// The session the command ran in (absent for a cold run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<&'a crate::session::SessionUse>,
     pub outcome: &'a Outcome,
 }
 
@@ -134,6 +137,13 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         req.policy.hide.push(HideRule {
             pattern: log.path().to_path_buf(),
         });
+    }
+    // The sessions' sockets are never visible inside (see crate::session).
+    if let Ok(dir) = crate::session::dir() {
+        req.policy.hide.push(HideRule { pattern: dir });
+    }
+    if let Some(code) = crate::session::try_run(&req) {
+        return Ok(code);
     }
     let mut features = Features::for_launch();
     if req.policy.workspace_layer.is_some() {
@@ -207,17 +217,50 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
     }
     drop(signals);
-    if let Some(why) = network.as_ref().and_then(|n| proxy_failure(n, &outcome)) {
+    let done = Done {
+        spec: &started.spec,
+        env: &started.env,
+        fallback: started.fallback.as_deref(),
+        outcome: &outcome,
+        limits: limits.as_ref(),
+        network: network.as_ref(),
+        after_run: &after_run,
+        home: &home_use,
+        session: None,
+    };
+    conclude(&req, &done, audit, &user);
+    drop(layer);
+    Ok(outcome.exit_code)
+}
+
+/// What one run ended with, for [`conclude`].
+pub(crate) struct Done<'a> {
+    pub spec: &'a SandboxSpec,
+    pub env: &'a EnvOutcome,
+    pub fallback: Option<&'a str>,
+    pub outcome: &'a Outcome,
+    pub limits: Option<&'a LimitsOutcome>,
+    pub network: Option<&'a ProxyOutcome>,
+    pub after_run: &'a AfterRun,
+    pub home: &'a HomeUse,
+    pub session: Option<&'a crate::session::SessionUse>,
+}
+
+/// After the sandbox has ended: what shellcage says on stderr, the JSON report and the
+/// audit record (a cold run and a session's command alike).
+pub(crate) fn conclude(req: &Request, done: &Done<'_>, audit: Option<AuditLog>, user: &str) {
+    let outcome = done.outcome;
+    if let Some(why) = done.network.and_then(|n| proxy_failure(n, outcome)) {
         crate::say!("shellcage: {why}");
     }
-    tell(&req.policy, &outcome, limits.as_ref());
+    tell(&req.policy, outcome, done.limits);
     let lookups = outcome.lookups.as_ref().map(|l| l.summary());
-    let egress = network
-        .as_ref()
-        .and_then(|n| tell_network(n, &outcome))
+    let egress = done
+        .network
+        .and_then(|n| tell_network(n, outcome))
         .or(lookups.as_ref());
-    closing_hint(&req.policy, &outcome);
-    let (spec, env) = (&started.spec, &started.env);
+    closing_hint(&req.policy, outcome);
+    let (spec, env) = (done.spec, done.env);
     if req.policy.report {
         let report = Report {
             shellcage: env!("CARGO_PKG_VERSION"),
@@ -234,26 +277,25 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
             environment: env,
             env_files: spec.mounts.as_ref().map(|m| &m.env_scan),
             configs: &spec.configs,
-            home: &home_use,
+            home: done.home,
             egress,
-            fallback: started.fallback.as_deref(),
-            limits: limits.as_ref(),
+            fallback: done.fallback,
+            limits: done.limits,
             devices: spec.devices.as_ref().map(|gpu| ReportDevices { gpu }),
-            after_run: &after_run,
-            outcome: &outcome,
+            after_run: done.after_run,
+            session: done.session,
+            outcome,
         };
         write_report(&report, req.report_file.as_deref());
     }
     if let Some(log) = audit {
-        let mut record = Record::of_run(&req.policy, &spec.plan, &req.argv, &outcome, &user);
+        let mut record = Record::of_run(&req.policy, &spec.plan, &req.argv, outcome, user);
         record.network = egress.cloned();
-        record.after_run = (!after_run.is_quiet()).then(|| after_run.clone());
+        record.after_run = (!done.after_run.is_quiet()).then(|| done.after_run.clone());
         if let Err(e) = log.append(record) {
             crate::say!("shellcage: {e}");
         }
     }
-    drop(layer);
-    Ok(outcome.exit_code)
 }
 
 /// An overlay workspace: begin (or open) its layer, recording the profile,

@@ -25,6 +25,7 @@ pub mod profile;
 pub mod request;
 pub mod sandbox;
 pub mod say;
+pub mod session;
 pub mod supervise;
 pub mod sys;
 

@@ -107,6 +107,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Prefix { opts, cmdline } => prefix(opts, cmdline),
         Command::Audit { command } => audit_cmd(command),
         Command::Home { command } => home_cmd(command),
+        Command::Session { command } => shellcage::session::cli(&command),
         Command::Policy {
             command: PolicyCommand::Show { opts },
         } => policy_show(&opts),

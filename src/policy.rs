@@ -72,6 +72,17 @@ pub enum HomeMode {
     Fresh,
 }
 
+/// Whether commands run in a session (a warm sandbox per workspace and policy, see
+/// [`crate::session`]) or cold (`session` in a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// The first command starts a session; later ones with the same policy use it.
+    Auto,
+    /// Every command builds its sandbox from scratch.
+    Off,
+}
+
 /// One host path that appears inside the sandbox at the same location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PathRule {
@@ -342,6 +353,10 @@ pub struct Policy {
     /// Append a hash-chained JSON line per run to this file (`--audit`,
     /// `[audit] file`); never visible inside the sandbox.
     pub audit: Option<PathBuf>,
+    /// `session`: whether commands run in a session.
+    pub session: SessionMode,
+    /// `session_idle`: a session ends after this long without a command.
+    pub session_idle: std::time::Duration,
 }
 
 /// The texts of a profile chain, `(id, text)` from the loaded profile to its
@@ -532,6 +547,8 @@ impl Policy {
             shell: vec![],
             report: false,
             audit: None,
+            session: SessionMode::Off,
+            session_idle: std::time::Duration::from_secs(600),
         }
     }
 }

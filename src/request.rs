@@ -34,7 +34,7 @@ pub enum RequestError {
 }
 
 /// One validated request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Request {
     /// When shellcage started working on it (the run's duration and timeout
     /// count from here).

@@ -47,6 +47,10 @@ fn git_list(text: &[u8]) -> Result<Entries, String> {
     f.flush().unwrap();
     let out = Command::new(git_bin())
         .env_clear()
+        .env(
+            "SHELLCAGE_SESSION",
+            std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+        )
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")

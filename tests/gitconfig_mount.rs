@@ -27,6 +27,10 @@ fn userns_available() -> bool {
 fn git(home: &Path, dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .env_clear()
+        .env(
+            "SHELLCAGE_SESSION",
+            std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+        )
         .env("PATH", std::env::var_os("PATH").unwrap())
         .env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -65,6 +65,10 @@ impl Env {
     fn git(&self, dir: &Path, args: &[&str]) -> Output {
         let out = Command::new("git")
             .env_clear()
+            .env(
+                "SHELLCAGE_SESSION",
+                std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
             .env("PATH", std::env::var_os("PATH").unwrap())
             .env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -477,6 +481,10 @@ fn discovery_matches_git() {
         let at = e.ws.join(dir);
         let mut cmd = Command::new("git");
         cmd.env_clear()
+            .env(
+                "SHELLCAGE_SESSION",
+                std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
             .env("PATH", std::env::var_os("PATH").unwrap())
             .env("HOME", &e.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -180,6 +180,13 @@ pub(super) fn build(
         shell,
         report: l.last(|l| l.report).unwrap_or(false),
         audit: l.last(|l| l.audit.clone()),
+        // Optional: cold unless a layer asks for sessions; the last layer wins.
+        session: l
+            .last(|l| l.session)
+            .unwrap_or(crate::policy::SessionMode::Off),
+        session_idle: l
+            .last(|l| l.session_idle)
+            .unwrap_or(std::time::Duration::from_secs(600)),
     })
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::policy::{HomeMode, NetMode, Requirement, TierChoice, WorkspaceMode};
+use crate::policy::{HomeMode, NetMode, Requirement, SessionMode, TierChoice, WorkspaceMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +21,8 @@ pub(super) struct RawProfile {
     pub extends: Option<Spanned<String>>,
     pub description: Option<Spanned<String>>,
     pub tier: Option<TierChoice>,
+    pub session: Option<SessionMode>,
+    pub session_idle: Option<Spanned<String>>,
     #[serde(default)]
     pub filesystem: RawFilesystem,
     #[serde(default)]

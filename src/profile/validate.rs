@@ -99,6 +99,8 @@ pub(super) struct Layer {
     pub extends: Option<Entry<String>>,
     pub description: Option<String>,
     pub tier: Option<TierChoice>,
+    pub session: Option<crate::policy::SessionMode>,
+    pub session_idle: Option<std::time::Duration>,
     pub workspace: Option<WorkspaceMode>,
     /// `--layer NAME` (command line only; validated).
     pub layer_name: Option<String>,
@@ -437,6 +439,18 @@ impl Validator<'_> {
             layer.description = Some(text.clone());
         }
         layer.tier = raw.tier;
+        layer.session = raw.session;
+        if let Some(idle) = &raw.session_idle {
+            let text = idle.get_ref();
+            let d = super::units::parse_duration(text)
+                .map_err(|why| self.origin("session_idle", idle, text).invalid(&why))?;
+            if d.is_zero() {
+                return Err(self.origin("session_idle", idle, text).invalid(
+                    "must be longer than 0 (to run every command cold: session = \"off\")",
+                ));
+            }
+            layer.session_idle = Some(d);
+        }
         Ok(())
     }
 

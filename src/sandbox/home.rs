@@ -474,6 +474,20 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A session's command: the kept home as last measured (the session holds it; it is
+/// measured when a cold run ends).
+pub fn in_session(a: &Attached) -> HomeUse {
+    HomeUse {
+        mode: "persistent",
+        dir: Some(a.dir.clone()),
+        kept: a.kept.clone(),
+        bytes: recorded_size(&a.dir),
+        measured: false,
+        cleared: false,
+        why_fresh: None,
+    }
+}
+
 /// After the run (every process of the sandbox is gone): measure the home,
 /// clear its caches when it is over the limit and no other run uses it, and
 /// record the size for the next launch.

@@ -51,7 +51,7 @@ fn mark(spec: &SandboxSpec, fd: RawFd, phase: &str) {
     }
 }
 
-fn fail(fd: RawFd, code: i32, err: impl std::fmt::Display) -> ! {
+pub(crate) fn fail(fd: RawFd, code: i32, err: impl std::fmt::Display) -> ! {
     report::send(fd, &Message::Error(err.to_string()));
     sys::exit_now(code)
 }
@@ -81,7 +81,7 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), crate::sys::SysError> {
 /// it must move us; nothing else is done before, so that everything the
 /// sandbox does is counted there); then make sure the kernel's OOM killer may
 /// pick us. Exits when the supervisor gave up.
-fn enter_limits(gate: Option<StartGate>, report_fd: RawFd) {
+pub(crate) fn enter_limits(gate: Option<StartGate>, report_fd: RawFd) {
     if let Some(gate) = gate {
         if !gate.wait() {
             sys::exit_now(EXIT_SETUP);
@@ -277,6 +277,9 @@ pub fn run_init(
     // Before the connector of the published ports is forked: it gets the pty too.
     let pty = own_terminal(spec, report_fd);
     start_network_helpers(spec, report_fd);
+    if let Some(sock) = spec.template {
+        serve_template(spec, report_fd, sock, responder)
+    }
     let mut keep = vec![0, 1, 2, report_fd];
     keep.extend(spec.layer_lock);
     keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
@@ -300,6 +303,122 @@ pub fn run_init(
     };
     let served = responder.and_then(|r| serving(r, &blocked));
     reap_until(child, &blocked, report_fd, served)
+}
+
+/// The namespaces a session's template holds, in the order it sends them.
+pub const TEMPLATE_NAMESPACES: [&str; 5] = ["user", "mnt", "net", "ipc", "uts"];
+
+/// A session's template (see [`crate::session`]): the sandbox is built; send its
+/// namespaces to the session server on `sock`, then only answer name lookups (mode
+/// none) until the server closes `sock` or dies (the parent-death signal). No command
+/// ever runs here, and nothing of a command can reach this process: it is in no
+/// command's pid namespace, and holds no capability once the namespaces are sent.
+fn serve_template(
+    spec: &SandboxSpec,
+    report_fd: RawFd,
+    sock: RawFd,
+    responder: Option<Responder>,
+) -> ! {
+    let mut fds = Vec::new();
+    for ns in TEMPLATE_NAMESPACES {
+        let path = format!("/proc/self/ns/{ns}");
+        match std::fs::File::open(&path) {
+            Ok(f) => fds.push(std::os::fd::OwnedFd::from(f)),
+            Err(e) => fail(report_fd, EXIT_SETUP, format_args!("open {path}: {e}")),
+        }
+    }
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    if let Err(e) = sys::send_fds(sys::borrow_fd(sock), b"ns", &borrowed) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot send the namespaces: {e}"),
+        );
+    }
+    drop(borrowed);
+    drop(fds);
+    mark(spec, report_fd, "template ready");
+    let mut keep = vec![sock, report_fd];
+    keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
+    sys::close_fds_except(&keep);
+    if privileges::drop_held().is_err() {
+        sys::exit_now(EXIT_SETUP);
+    }
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let sock = sys::borrow_fd(sock);
+    let mut responder = responder;
+    loop {
+        let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
+        if let Some(r) = &responder {
+            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => sys::exit_now(EXIT_SETUP),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            // The server closed its end (or wrote, which it never does): done.
+            sys::exit_now(0);
+        }
+        let ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        if ready {
+            if let Some(r) = responder.as_mut() {
+                r.serve();
+            }
+        }
+    }
+}
+
+/// A command of a session (see [`crate::session`]): pid 1 of a new pid namespace, in a
+/// private copy of the session's mount namespace and in its other namespaces. Masks
+/// what the session's root does not (`masks`, see [`mount::refresh_for_command`]),
+/// mounts its own `/proc`, then runs the command as [`run_init`] does. Never returns.
+pub fn run_warm(spec: &SandboxSpec, report_fd: RawFd, masks: &[(std::path::PathBuf, bool)]) -> ! {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || sys::pipe_reader_gone(report_fd)
+    {
+        sys::exit_now(EXIT_SETUP);
+    }
+    mark(spec, report_fd, "init started");
+    if let Err(e) = mount::refresh_for_command(masks) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot prepare the session's filesystem for the command: {e}"),
+        );
+    }
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("prctl(PR_SET_DUMPABLE, 0) => {e}"),
+        );
+    }
+    if !spec.command.interactive {
+        let _ = nix::unistd::setsid();
+    }
+    mark(spec, report_fd, "root refreshed");
+    sys::close_fds_except(&[0, 1, 2, report_fd]);
+    let mut blocked = SigSet::empty();
+    blocked.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        blocked.add(s);
+    }
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("sigprocmask(SIG_BLOCK) in the init => {e}"),
+        );
+    }
+    let child = match sys::fork_process() {
+        Ok(Forked::Child) => exec_command(spec, report_fd, None),
+        Ok(Forked::Parent { child }) => child,
+        Err(e) => fail(report_fd, EXIT_SETUP, e),
+    };
+    reap_until(child, &blocked, report_fd, None)
 }
 
 /// What the network-namespace thread hands back: the namespace, and in mode none the

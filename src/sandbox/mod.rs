@@ -28,4 +28,6 @@ pub mod spawn;
 pub mod spec;
 pub mod terminal;
 
-pub use spec::{Command, CommandSpec, DescribeError, SandboxSpec, describe};
+pub use spec::{
+    Command, CommandSpec, DescribeError, SandboxSpec, command_env, describe, describe_with,
+};

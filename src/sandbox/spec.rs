@@ -73,6 +73,13 @@ pub struct SandboxSpec {
     /// Network mode `none` in a network namespace: the init answers name lookups itself,
     /// at once, and records the names ([`super::lookups`]).
     pub lookups: bool,
+    /// A session's template (see [`crate::session`]): the socket the init sends its
+    /// namespaces on, instead of running a command.
+    pub template: Option<std::os::fd::RawFd>,
+    /// What the mount plan's steps added to or changed in the environment (the kept
+    /// home, pyenv, proxy variables): a session's later commands get the same on top of
+    /// their own environment.
+    pub env_delta: Vec<(String, String)>,
     pub command: CommandSpec,
 }
 
@@ -163,11 +170,17 @@ pub fn describe(
     cgroups: &CgroupPlan,
     layer: Option<&LayerDirs>,
 ) -> Result<(SandboxSpec, EnvOutcome), DescribeError> {
-    let seccomp = seccomp::build(&SeccompSpec {
-        allow_inet: plan.seccomp_allow_inet,
-    })?;
-    let net = net_spec(policy, &plan)?;
-    let gpu = gpu_nodes(policy)?;
+    describe_with(policy, plan, command, cgroups, layer, None)
+}
+
+/// The environment a command gets from the caller's environment `host`, before the
+/// mount plan's steps (see [`SandboxSpec::env_delta`]), and its working directory.
+pub fn command_env(
+    policy: &Policy,
+    plan: &Plan,
+    command: &Command<'_>,
+    host: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> (EnvOutcome, PathBuf) {
     let cwd = match plan.tier {
         Tier::Namespaces => sandbox_cwd(policy, command.cwd),
         Tier::Container => command.cwd.to_path_buf(),
@@ -175,7 +188,7 @@ pub fn describe(
     let shell = policy.shell_path().map(Path::to_path_buf);
     let mut env = env::build(
         &policy.env,
-        std::env::vars_os(),
+        host,
         &Fixed {
             home: &policy.home,
             user: command.user,
@@ -187,10 +200,30 @@ pub fn describe(
     if policy.network == NetMode::None {
         env.no_network_defaults = envrules::add_no_network_defaults(&mut env.vars);
     }
+    (env, cwd)
+}
+
+/// [`describe`], with the `.env` files already found (`scan`: a session's index, which
+/// has no depth limit) instead of the mount plan's own scan.
+pub fn describe_with(
+    policy: &Policy,
+    plan: Plan,
+    command: &Command<'_>,
+    cgroups: &CgroupPlan,
+    layer: Option<&LayerDirs>,
+    scan: Option<mount::EnvScan>,
+) -> Result<(SandboxSpec, EnvOutcome), DescribeError> {
+    let seccomp = seccomp::build(&SeccompSpec {
+        allow_inet: plan.seccomp_allow_inet,
+    })?;
+    let net = net_spec(policy, &plan)?;
+    let gpu = gpu_nodes(policy)?;
+    let (mut env, cwd) = command_env(policy, &plan, command, std::env::vars_os());
+    let env_base = env.vars.clone();
     let (mut kept, mut unavailable) = (None, None);
     let (mounts, run_dir, allow, configs) = match plan.tier {
         Tier::Namespaces => {
-            let mut m = mount::prepare(policy, layer)?;
+            let mut m = mount::prepare_scanned(policy, layer, scan)?;
             let configs = configs::apply(&mut m, &policy.home, &env.vars);
             pyenv::apply(&mut m, &policy.home, &mut env.vars);
             if policy.home_mode == HomeMode::Persistent {
@@ -287,7 +320,15 @@ pub fn describe(
         _ => None,
     };
     let lookups = answers_lookups(policy, &plan);
+    let env_delta = env
+        .vars
+        .iter()
+        .filter(|(k, v)| env_base.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut spec = SandboxSpec {
+        template: None,
+        env_delta,
         mounts,
         mapped_root,
         uid,

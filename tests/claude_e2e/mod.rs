@@ -193,6 +193,10 @@ impl Project {
             .args(["--tools", "Bash,Read,Write,Edit,Glob,Grep,WebFetch,Monitor"])
             .args(extra)
             .env_clear()
+            .env(
+                "SHELLCAGE_SESSION",
+                std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
             .env("PATH", path)
             .env("HOME", &self.home)
             .env(

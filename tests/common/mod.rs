@@ -199,6 +199,10 @@ pub fn shellcage(home: Option<&Path>, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.args(args)
         .env_clear()
+        .env(
+            "SHELLCAGE_SESSION",
+            std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+        )
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
         .stdin(Stdio::null());

@@ -17,6 +17,10 @@ fn via_link(ws: &Workspace, home: &Home, args: &[&str]) -> std::process::Output 
     std::process::Command::new(&link)
         .args(args)
         .env_clear()
+        .env(
+            "SHELLCAGE_SESSION",
+            std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+        )
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
         .env("HOME", home.path())

@@ -214,6 +214,10 @@ impl Fixture {
         c.args(args)
             .current_dir(&self.ws)
             .env_clear()
+            .env(
+                "SHELLCAGE_SESSION",
+                std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("XDG_STATE_HOME", &self.state)

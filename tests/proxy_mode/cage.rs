@@ -192,6 +192,10 @@ impl Cage {
             .arg("--")
             .args(argv)
             .env_clear()
+            .env(
+                "SHELLCAGE_SESSION",
+                std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("LANG", "C.UTF-8")
             .env("HOME", self.home.path())

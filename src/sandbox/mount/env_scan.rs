@@ -78,11 +78,30 @@ pub enum EnvScanError {
 
 /// Scan the workspace `ws` as `cfg` bounds it.
 pub fn scan(ws: &Path, cfg: &EnvFileScan) -> Result<EnvScan, EnvScanError> {
+    scan_inner(ws, cfg, None)
+}
+
+/// [`scan`], calling `on_dir` with each directory before it is listed (a session's
+/// index watches it there, so that nothing made in it after the listing is missed).
+pub fn scan_watched(
+    ws: &Path,
+    cfg: &EnvFileScan,
+    on_dir: &mut dyn FnMut(&Path),
+) -> Result<EnvScan, EnvScanError> {
+    scan_inner(ws, cfg, Some(on_dir))
+}
+
+fn scan_inner<'a>(
+    ws: &'a Path,
+    cfg: &'a EnvFileScan,
+    on_dir: Option<&'a mut dyn FnMut(&Path)>,
+) -> Result<EnvScan, EnvScanError> {
     let mut w = Walk {
         ws,
         cfg,
         out: EnvScan::default(),
         per_top: Vec::new(),
+        on_dir,
     };
     let root = Dir::open(
         ws,
@@ -102,7 +121,7 @@ pub fn scan(ws: &Path, cfg: &EnvFileScan) -> Result<EnvScan, EnvScanError> {
     Ok(w.out)
 }
 
-pub(super) fn is_env_file(name: &[u8], allow: &[String]) -> bool {
+pub fn is_env_file(name: &[u8], allow: &[String]) -> bool {
     (name == b".env" || name.starts_with(b".env.")) && !allow.iter().any(|a| a.as_bytes() == name)
 }
 
@@ -113,6 +132,7 @@ struct Walk<'a> {
     /// Directories read below each top-level directory, for naming the largest
     /// when `max_dirs` is hit.
     per_top: Vec<(std::ffi::OsString, usize)>,
+    on_dir: Option<&'a mut dyn FnMut(&Path)>,
 }
 
 impl Walk<'_> {
@@ -130,6 +150,9 @@ impl Walk<'_> {
             return Err(self.too_many(path));
         }
         self.out.dirs_read += 1;
+        if let Some(f) = self.on_dir.as_mut() {
+            f(path);
+        }
         if let Some(t) = top {
             self.per_top[t].1 += 1;
         }

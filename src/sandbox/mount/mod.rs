@@ -26,8 +26,9 @@ use crate::policy::Policy;
 use crate::sandbox::devices::{DeviceLink, DeviceNode, GpuNodes};
 use crate::sys::SysError;
 
-pub use apply::apply;
+pub use apply::{apply, refresh_for_command};
 pub use env_scan::EnvScan;
+pub use env_scan::{is_env_file, scan_watched};
 pub use layer::LayerDirs;
 pub use protect::{AfterRun, Protection, RepoCheck};
 
@@ -214,13 +215,23 @@ fn depth(p: &Path) -> usize {
 /// workspace under that layer, and everything inside it is found in the
 /// merged view.
 pub fn prepare(policy: &Policy, layer: Option<&LayerDirs>) -> Result<MountPlan, MountError> {
+    prepare_scanned(policy, layer, None)
+}
+
+/// [`prepare`] with the `.env` files already found (`scan`, a session's index).
+pub fn prepare_scanned(
+    policy: &Policy,
+    layer: Option<&LayerDirs>,
+    scan: Option<EnvScan>,
+) -> Result<MountPlan, MountError> {
     let mut binds = describe::binds(policy)?;
     // Before anything is written to the host: a scan that refuses leaves
     // nothing to undo.
-    let env_scan = match (policy.env_files.enabled, layer) {
-        (false, _) => EnvScan::default(),
-        (true, None) => env_scan::scan(&policy.workspace, &policy.env_files)?,
-        (true, Some(l)) => layer::env_scan(&policy.workspace, &l.upper, &policy.env_files)?,
+    let env_scan = match (policy.env_files.enabled, layer, scan) {
+        (false, _, _) => EnvScan::default(),
+        (true, None, Some(found)) => found,
+        (true, None, None) => env_scan::scan(&policy.workspace, &policy.env_files)?,
+        (true, Some(l), _) => layer::env_scan(&policy.workspace, &l.upper, &policy.env_files)?,
     };
     let protection = match layer {
         None => protect::prepare(policy)?,
@@ -361,6 +372,11 @@ impl MountPlan {
 
 /// Undo what [`prepare`] did on the host. Called by the supervisor on every
 /// exit path (normal, signal, error).
+pub fn after_command(plan: &MountPlan, since: (i64, i64)) -> protect::AfterRun {
+    protect::after_command(&plan.protection, since)
+}
+
+/// Undo what the plan did on the host, and the exit step (see [`protect::cleanup`]).
 pub fn cleanup(plan: &MountPlan) -> protect::AfterRun {
     protect::cleanup(&plan.protection)
 }

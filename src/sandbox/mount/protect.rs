@@ -684,6 +684,33 @@ pub fn cleanup(protection: &Protection) -> AfterRun {
     after
 }
 
+/// A session's command has ended (see [`crate::session`]): the exit step for what it
+/// may have left in the workspace (new root files matching a protected pattern,
+/// repositories made or changed since `since`, the command's start). The
+/// placeholders and the git config copies stay: they are the session's, undone by
+/// [`cleanup`] when it ends.
+pub fn after_command(protection: &Protection, since: (i64, i64)) -> AfterRun {
+    let mut after = AfterRun::default();
+    let Some(placer) = &protection.placer else {
+        return after;
+    };
+    let ws = placer.dir_path(0);
+    let (lines, patterns_done) = disable_new_matches(protection, ws);
+    for line in lines {
+        after.say(line);
+    }
+    after.complete &= patterns_done;
+    if protection.git_check_since.is_some() {
+        let (check, lines) = check_repositories(ws, since);
+        for line in lines {
+            after.say(line);
+        }
+        after.complete &= check.complete;
+        after.repositories = Some(check);
+    }
+    after
+}
+
 /// The exit step for repositories the run made or changed anywhere in the
 /// workspace (issue 8, item 1): one walk of the whole tree (no depth or count
 /// limit, no directory skipped) finds every directory git would take as a

@@ -1,0 +1,382 @@
+//! One command of a session: a process forked from the server for it, which does what
+//! a cold run's supervisor does (limits, timeout, signals, exit step, report, audit)
+//! with the session's sandbox instead of a new one.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::server::Session;
+use super::{SessionUse, proto};
+use crate::audit::AuditLog;
+use crate::launch::{self, Done};
+use crate::sandbox::cgroup::{Cgroup, StartGate};
+use crate::sandbox::home::{self, HomeUse};
+use crate::sandbox::report::{self, Message};
+use crate::sandbox::spawn::Spawned;
+use crate::sandbox::spec::CommandSpec;
+use crate::sandbox::{self, SandboxSpec, init};
+use crate::supervise::{self, SignalGuard};
+use crate::sys::{self, Forked};
+
+fn cold(conn: &OwnedFd, why: impl Into<String>) -> ! {
+    let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why: why.into() }, &[]);
+    sys::exit_now(0)
+}
+
+/// The handler. Never returns.
+pub(super) fn run(
+    session: &mut Session<'_>,
+    request: proto::CommandRequest,
+    stdio: Vec<OwnedFd>,
+    conn: OwnedFd,
+    masks: Vec<(PathBuf, bool)>,
+) -> ! {
+    let start = Instant::now();
+    // Die with the server (and so do the commands: their inits die with us).
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+        || nix::unistd::getppid().as_raw() != session.server
+    {
+        sys::exit_now(1);
+    }
+    for (fd, to) in stdio.iter().zip(0..) {
+        // SAFETY: dup2 onto 0, 1 and 2, which this process owns (the server's stdio are
+        // /dev/null and its log, not needed here).
+        if unsafe { libc::dup2(fd.as_raw_fd(), to) } < 0 {
+            cold(&conn, "dup2 of the client's stdio failed");
+        }
+    }
+    drop(stdio);
+    let mut keep = vec![0, 1, 2, conn.as_raw_fd()];
+    keep.extend(session.ns.iter().map(|f| f.as_raw_fd()));
+    sys::close_fds_except(&keep);
+    // The caller's environment and directory, for the command's environment and for
+    // what is relative to them (the report file).
+    let env: Vec<(OsString, OsString)> = request
+        .env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    let _ = std::env::set_current_dir(&request.cwd);
+    let mut req = session.req.clone();
+    req.started = start;
+    req.argv = request.argv.clone();
+    req.argv_c = match request
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(v) if !v.is_empty() => v,
+        _ => cold(&conn, "argv"),
+    };
+    req.cwd = request.cwd.clone();
+    req.report_file = request.report_file.clone();
+    req.interactive = false;
+    let user = env
+        .iter()
+        .find(|(k, _)| k == "USER")
+        .and_then(|(_, v)| v.to_str())
+        .map(str::to_owned)
+        .unwrap_or_else(crate::request::user_name);
+    let spec = &mut session.spec;
+    let command = sandbox::Command {
+        argv: &req.argv_c,
+        cwd: &req.cwd,
+        interactive: false,
+        user: &user,
+        policy_file: None,
+    };
+    let (mut env_out, cwd) = sandbox::command_env(&req.policy, &spec.plan, &command, env);
+    for (k, v) in &spec.env_delta {
+        if !env_out.explicit.iter().any(|e| e == k) {
+            env_out.vars.insert(k.clone(), v.clone());
+        }
+    }
+    spec.command = CommandSpec {
+        argv: req.argv_c.clone(),
+        envp: env_out.to_cstrings(),
+        path: env_out.vars.get("PATH").cloned().unwrap_or_default(),
+        cwd,
+        interactive: false,
+        terminal: None,
+        timing: tracing::enabled!(tracing::Level::DEBUG).then_some(start),
+    };
+    if !session.cgroups.groups.is_empty() {
+        match Cgroup::create(&session.cgroups) {
+            Ok(cg) => spec.cgroup = Some(cg),
+            Err(e) => cold(&conn, e.to_string()),
+        }
+    }
+    let signals = match SignalGuard::block() {
+        Ok(s) => s,
+        Err(e) => cold(&conn, e.to_string()),
+    };
+    tracing::debug!(target: "shellcage::timing", "session: command described {}", start.elapsed().as_micros());
+    let since = crate::git::repo::tick_start();
+    let spawned = match spawn_warm(spec, &session.ns, &masks) {
+        Ok(s) => s,
+        Err(why) => {
+            if let Some(cg) = spec.cgroup.take() {
+                let _ = cg.remove();
+            }
+            cold(&conn, why)
+        }
+    };
+    let me = sys::pidfd_open(nix::unistd::getpid()).ok();
+    let started = proto::Reply::Started {
+        handler: std::process::id() as i32,
+    };
+    let sent = match &me {
+        Some(fd) => proto::send(conn.as_fd(), &started, &[fd.as_fd()]),
+        None => proto::send(conn.as_fd(), &started, &[]),
+    };
+    drop(me);
+    // The client gone (killed, or it failed to take the answer): the command dies.
+    let init_fd = sys::pidfd_open(spawned.child).ok();
+    if sent.is_err() {
+        if let Some(fd) = &init_fd {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+    }
+    watch_client(&conn, init_fd);
+    let outcome = supervise::supervise(
+        spawned.child,
+        spawned.report,
+        &signals,
+        req.policy.limits.timeout,
+        start,
+        false,
+        None,
+    );
+    let limits = spec.end_limits();
+    let after_run = spec
+        .mounts
+        .as_ref()
+        .map(|m| crate::sandbox::mount::after_command(m, since))
+        .unwrap_or_default();
+    let home_use = match &spec.home {
+        Some(kept) => home::in_session(kept),
+        None => HomeUse::fresh(req.policy.home_mode, spec.home_unavailable.as_deref()),
+    };
+    drop(signals);
+    let used = SessionUse {
+        id: session.key.to_owned(),
+        server: session.server,
+        shared: super::SHARED,
+        masked_since_start: masks.iter().filter(|(_, dir)| !dir).count(),
+    };
+    let audit = match &req.policy.audit {
+        Some(path) => match AuditLog::open(path) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                crate::say!("shellcage: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let done = Done {
+        spec,
+        env: &env_out,
+        fallback: None,
+        outcome: &outcome,
+        limits: limits.as_ref(),
+        network: None,
+        after_run: &after_run,
+        home: &home_use,
+        session: Some(&used),
+    };
+    launch::conclude(&req, &done, audit, &user);
+    let _ = proto::send(
+        conn.as_fd(),
+        &proto::Reply::Exit {
+            code: outcome.exit_code,
+        },
+        &[],
+    );
+    sys::exit_now(outcome.exit_code)
+}
+
+/// A thread that waits for the client's end of the connection to close before the
+/// command ends: then it kills the command's init (by pidfd: never another process).
+fn watch_client(conn: &OwnedFd, init: Option<OwnedFd>) {
+    let Ok(conn) = conn.try_clone() else { return };
+    let _ = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                match nix::sys::socket::recv(
+                    conn.as_raw_fd(),
+                    &mut buf,
+                    nix::sys::socket::MsgFlags::empty(),
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+            if let Some(fd) = &init {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            }
+        });
+}
+
+/// Start the command's sandbox in the session's namespaces: a child joins them (and the
+/// command's cgroups), takes a private copy of the mount namespace, and clones pid 1 of
+/// a new pid namespace as our own child (`CLONE_PARENT`), then exits.
+fn spawn_warm(
+    spec: &SandboxSpec,
+    ns: &[OwnedFd],
+    masks: &[(PathBuf, bool)],
+) -> Result<Spawned, String> {
+    let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    let (pid_read, pid_write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    let into = spec.cgroup.as_ref().and_then(|c| c.clone_target());
+    let direct = into.and_then(|fd| match sys::clone_into_cgroup(0, fd) {
+        Err(e)
+            if matches!(
+                e.errno,
+                nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG | nix::errno::Errno::EINVAL
+            ) =>
+        {
+            None
+        }
+        other => Some(other),
+    });
+    let (forked, gate) = match direct {
+        Some(f) => (f, None),
+        None => {
+            let gate = spec
+                .cgroup
+                .as_ref()
+                .map(|_| StartGate::new())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            (sys::fork_process(), gate)
+        }
+    };
+    let in_cgroup = spec.cgroup.is_some();
+    match forked.map_err(|e| e.to_string())? {
+        Forked::Child => {
+            drop(read);
+            drop(pid_read);
+            let fd = write.as_raw_fd();
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+                sys::exit_now(init::EXIT_SETUP);
+            }
+            init::enter_limits(gate, fd);
+            phase(spec, fd, "session: child in its cgroups");
+            join(spec, ns, in_cgroup, fd);
+            phase(spec, fd, "session: namespaces joined");
+            match sys::clone_process(libc::CLONE_PARENT | libc::CLONE_NEWPID) {
+                Ok(Forked::Child) => {
+                    drop(pid_write);
+                    init::run_warm(spec, fd, masks)
+                }
+                Ok(Forked::Parent { child }) => {
+                    sys::write_all_raw(pid_write.as_raw_fd(), &child.as_raw().to_le_bytes());
+                    sys::exit_now(0)
+                }
+                Err(e) => init::fail(fd, init::EXIT_SETUP, format_args!("clone: {e}")),
+            }
+        }
+        Forked::Parent { child } => {
+            drop(write);
+            drop(pid_write);
+            if let (Some(gate), Some(cg)) = (gate, &spec.cgroup) {
+                if let Err(e) = cg.attach(child) {
+                    drop(gate);
+                    let _ = waitpid(child, None);
+                    return Err(e.to_string());
+                }
+                gate.release().map_err(|e| e.to_string())?;
+            }
+            let _ = waitpid(child, None);
+            let mut buf = [0u8; 4];
+            let n = loop {
+                match nix::unistd::read(pid_read.as_fd(), &mut buf) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other.unwrap_or(0),
+                }
+            };
+            if n != 4 {
+                let mut dec = report::Decoder::default();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = nix::unistd::read(read.as_fd(), &mut chunk) {
+                    dec.push(&chunk[..n]);
+                }
+                let why = dec.finish().into_iter().find_map(|m| match m {
+                    Message::Error(e) => Some(e),
+                    _ => None,
+                });
+                return Err(why.unwrap_or_else(|| "the command's sandbox did not start".into()));
+            }
+            Ok(Spawned {
+                child: Pid::from_raw(i32::from_le_bytes(buf)),
+                report: read,
+            })
+        }
+    }
+}
+
+fn phase(spec: &SandboxSpec, fd: i32, name: &str) {
+    if let Some(start) = spec.command.timing {
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        report::send(
+            fd,
+            &Message::Phase {
+                name: name.into(),
+                micros,
+            },
+        );
+    }
+}
+
+/// In the child: join the session's namespaces (the user namespace first: in it we hold
+/// every capability needed for the others), then our own cgroup namespace and a private
+/// copy of the mount namespace. Exits on failure, after saying why.
+fn join(spec: &SandboxSpec, ns: &[OwnedFd], in_cgroup: bool, report_fd: i32) {
+    let kinds = [
+        CloneFlags::CLONE_NEWUSER,
+        CloneFlags::CLONE_NEWNS,
+        CloneFlags::CLONE_NEWNET,
+        CloneFlags::CLONE_NEWIPC,
+        CloneFlags::CLONE_NEWUTS,
+    ];
+    for (fd, kind) in ns.iter().zip(kinds) {
+        if let Err(e) = nix::sched::setns(fd, kind) {
+            init::fail(
+                report_fd,
+                init::EXIT_SETUP,
+                format_args!("setns({kind:?}) into the session => {e}"),
+            );
+        }
+        if kind == CloneFlags::CLONE_NEWUSER && spec.mapped_root.is_some() {
+            if let Err(e) = sys::become_namespace_root() {
+                init::fail(report_fd, init::EXIT_SETUP, e);
+            }
+        }
+    }
+    // Our own cgroup namespace in every case (rooted at the command's cgroups when it
+    // has some, as in a cold run): nothing of the host's cgroup paths shows.
+    let _ = in_cgroup;
+    let own = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP;
+    if let Err(e) = nix::sched::unshare(own) {
+        init::fail(
+            report_fd,
+            init::EXIT_SETUP,
+            format_args!("unshare({own:?}) in the session => {e}"),
+        );
+    }
+    // setns(CLONE_NEWNS) put us at the namespace's root; the command's directory is set
+    // by the command itself.
+    let _ = std::env::set_current_dir("/");
+}

@@ -1,0 +1,400 @@
+//! Sessions: a warm sandbox per user, workspace, resolved policy and shellcage build,
+//! so that an agent's later commands start in about a millisecond.
+//!
+//! The first command for a (workspace, policy) starts a **server** (forked from that
+//! command's shellcage, so it holds the very same [`Request`]): it scans the workspace
+//! for `.env` files once (no depth limit) and keeps that index current with inotify,
+//! builds the sandbox as a cold run would, up to the point where the command would be
+//! forked, and keeps the result: a **template** process holding the user, mount,
+//! network, ipc and uts namespaces (see [`crate::sandbox::init`]). It then listens on a
+//! socket in the user's private runtime directory.
+//!
+//! Each command is a connection: the client sends its argv, cwd, environment and its
+//! stdin, stdout and stderr. The server forks a **handler** for it (see [`handler`]),
+//! which supervises the command exactly as a cold run's supervisor does (limits,
+//! timeout, signals, exit step, report, audit), except that the sandbox is not built:
+//! a child joins the template's namespaces, takes a private copy of the mount
+//! namespace, and becomes pid 1 of a new pid namespace with its own `/proc`; the
+//! command then drops everything (capabilities, no_new_privs, Landlock, seccomp) as
+//! in a cold run.
+//!
+//! What a session shares between its commands: `$HOME` and `/tmp` of the sandbox (one
+//! machine), the network namespace (loopback), SysV IPC. What it never shares: a pid
+//! namespace, a mount table, a process.
+
+mod handler;
+pub mod proto;
+mod server;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{NetMode, SessionMode, TierChoice};
+use crate::request::Request;
+
+/// `SHELLCAGE_SESSION=off` (or `0`, `no`): every command runs cold.
+pub const ENV_SWITCH: &str = "SHELLCAGE_SESSION";
+
+/// What the report says about the session a command ran in.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionUse {
+    /// The session's id (the start of its key).
+    pub id: String,
+    /// The server's pid.
+    pub server: i32,
+    /// What the session keeps between commands.
+    pub shared: &'static [&'static str],
+    /// `.env` files masked for this command on top of the session's root (made, or
+    /// made again, since the session started).
+    pub masked_since_start: usize,
+}
+
+/// What a session keeps from one command to the next.
+pub const SHARED: &[&str] = &["$HOME", "/tmp", "network namespace (loopback)", "SysV IPC"];
+
+/// The sessions' directory: `sessions` under shellcage's private runtime directory
+/// (`$XDG_RUNTIME_DIR/shellcage`, or `/tmp/shellcage-UID`, checked to be the user's,
+/// mode 0700). Never visible inside a sandbox (it is hidden by every policy).
+pub fn dir() -> std::io::Result<PathBuf> {
+    let d = crate::notice::runtime_dir()?.join("sessions");
+    match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&d)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{}: not a private directory of this user", d.display()),
+        ));
+    }
+    Ok(d)
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// The session key: the user, shellcage's build (the binary's identity) and the whole
+/// resolved policy (the profile chain's texts and every flag that changed it).
+pub fn key(req: &Request) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(nix::unistd::getuid().as_raw().to_le_bytes());
+    if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+        for v in [
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+        ] {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.update(format!("{:?}", req.policy).as_bytes());
+    let digest = h.finalize();
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why this command runs cold, when it must (`None`: it may use a session).
+pub fn cold_reason(req: &Request) -> Option<&'static str> {
+    let p = &req.policy;
+    if req.opts.no_session {
+        return Some("--no-session");
+    }
+    if std::env::var(ENV_SWITCH).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "no")) {
+        return Some("SHELLCAGE_SESSION=off");
+    }
+    if p.session == SessionMode::Off {
+        return Some("the profile says session = \"off\"");
+    }
+    if p.tier == TierChoice::Container {
+        return Some("the container tier has no namespaces to keep");
+    }
+    if p.network == NetMode::Proxy || !p.publish.is_empty() {
+        return Some("the proxy and published ports are per command");
+    }
+    if p.workspace_layer.is_some() {
+        return Some("an overlay workspace's layer is held per command");
+    }
+    if req.interactive || crate::sys::is_tty(0) || crate::sys::is_tty(1) || crate::sys::is_tty(2) {
+        return Some("a terminal: the command gets its own pty in a cold run");
+    }
+    None
+}
+
+/// Run the command in its session (starting the session when there is none). `None`:
+/// nothing ran, run it cold (no session may be used here, or it could not be reached
+/// or started; `-v` says why).
+pub fn try_run(req: &Request) -> Option<i32> {
+    if let Some(why) = cold_reason(req) {
+        tracing::debug!(why, "no session");
+        return None;
+    }
+    let key = key(req);
+    let dir = match dir() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(%e, "no session: no private runtime directory");
+            return None;
+        }
+    };
+    let sock = dir.join(format!("{key}.sock"));
+    if let Some(why) = recently_refused(&dir, &key) {
+        tracing::debug!(why, "no session: it could not be started a moment ago");
+        return None;
+    }
+    let conn = match connect(&sock) {
+        Some(c) => c,
+        None => match server::start(req, &dir, &key) {
+            Ok(()) => connect(&sock)?,
+            Err(why) => {
+                tracing::debug!(why, "no session: it could not be started");
+                let _ = std::fs::write(dir.join(format!("{key}.cold")), why.as_bytes());
+                return None;
+            }
+        },
+    };
+    client(req, &key, conn)
+}
+
+/// A server that could not start for this key less than a minute ago: its reason.
+fn recently_refused(dir: &Path, key: &str) -> Option<String> {
+    let f = dir.join(format!("{key}.cold"));
+    let age = std::fs::metadata(&f)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    if age > std::time::Duration::from_secs(60) {
+        let _ = std::fs::remove_file(&f);
+        return None;
+    }
+    std::fs::read_to_string(&f).ok()
+}
+
+fn connect(sock: &Path) -> Option<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    let addr = UnixAddr::new(sock).ok()?;
+    connect(fd.as_raw_fd(), &addr).ok()?;
+    Some(UnixStream::from(fd))
+}
+
+/// The client's side of one command: send it, forward signals to the handler, return
+/// its exit code.
+fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let msg = proto::CommandRequest {
+        key: key.to_owned(),
+        argv: req.argv.clone(),
+        cwd: req.cwd.clone(),
+        env,
+        report_file: req.report_file.as_ref().map(|f| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                req.cwd.join(f)
+            }
+        }),
+    };
+    let stdio = [0, 1, 2].map(crate::sys::borrow_fd);
+    // Blocked before the command exists: a ^C now is forwarded, not lost.
+    let signals = crate::supervise::SignalGuard::block().ok()?;
+    if let Err(e) = proto::send(conn.as_fd(), &msg, &stdio) {
+        tracing::debug!(%e, "no session: the request was not taken");
+        return None;
+    }
+    let mut handler: Option<OwnedFd> = None;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [
+            PollFd::new(conn.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            while let Ok(Some(info)) = signals.fd.read_signal() {
+                if let Some(h) = &handler {
+                    let _ = crate::sys::pidfd_send_signal(h.as_fd(), info.ssi_signo as i32);
+                }
+            }
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            match proto::recv::<proto::Reply>(conn.as_fd()) {
+                Ok(Some((proto::Reply::Started { .. }, mut fds))) => handler = fds.pop(),
+                Ok(Some((proto::Reply::Exit { code }, _))) => return Some(code),
+                Ok(Some((proto::Reply::Cold { why }, _))) => {
+                    tracing::debug!(why, "no session: the server ran nothing");
+                    return None;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    if handler.is_none() {
+        // Nothing was started: a cold run is the same command, run once.
+        tracing::debug!("no session: the server closed the connection before starting anything");
+        return None;
+    }
+    crate::say!(
+        "shellcage: the session's server ended while the command ran (it was stopped or killed); the command was killed with it (hint: shellcage session status)"
+    );
+    Some(128 + libc::SIGKILL)
+}
+
+/// A session's description, next to its socket (`KEY.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub key: String,
+    pub pid: i32,
+    pub workspace: PathBuf,
+    pub profile: String,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub idle_secs: u64,
+}
+
+/// The sessions of this user that answer (a stale description is removed).
+pub fn list() -> Vec<Info> {
+    let Ok(d) = dir() else { return Vec::new() };
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&d) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(info) = std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Info>(&b).ok())
+        else {
+            continue;
+        };
+        let sock = d.join(format!("{}.sock", info.key));
+        if connect(&sock).is_some() {
+            out.push(info);
+        } else if nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid), None).is_err() {
+            let _ = std::fs::remove_file(&p);
+            let _ = std::fs::remove_file(&sock);
+        }
+    }
+    out.sort_by(|a, b| {
+        a.workspace
+            .cmp(&b.workspace)
+            .then(a.started.cmp(&b.started))
+    });
+    out
+}
+
+/// End a session: its server stops, and the commands still running in it are killed.
+pub fn stop(info: &Info) -> Result<(), String> {
+    let d = dir().map_err(|e| e.to_string())?;
+    // Only a process that answers on the session's socket with that pid is signalled:
+    // a pid from a stale file may be anybody's by now.
+    let sock = d.join(format!("{}.sock", info.key));
+    let conn = connect(&sock).ok_or_else(|| format!("session {} does not answer", info.key))?;
+    let cred = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| e.to_string())?;
+    if cred.pid() != info.pid {
+        return Err(format!(
+            "session {}: its socket is served by another process",
+            info.key
+        ));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(info.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `shellcage session list | status | stop`.
+pub fn cli(command: &crate::cli::SessionCommand) -> anyhow::Result<i32> {
+    use crate::cli::SessionCommand;
+    let pick = |all: bool, workspace: &Option<PathBuf>| -> anyhow::Result<Vec<Info>> {
+        let sessions = list();
+        if all {
+            return Ok(sessions);
+        }
+        let ws = match workspace {
+            Some(w) => std::fs::canonicalize(w)
+                .map_err(|e| anyhow::anyhow!("session: workspace {}: {e}", w.display()))?,
+            None => crate::request::current_dir()?,
+        };
+        Ok(sessions
+            .into_iter()
+            .filter(|s| ws.starts_with(&s.workspace))
+            .collect())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match command {
+        SessionCommand::List => {
+            for s in list() {
+                println!(
+                    "{}  pid {}  {}  profile {}  up {}s  idle limit {}s",
+                    s.key,
+                    s.pid,
+                    s.workspace.display(),
+                    s.profile,
+                    now.saturating_sub(s.started),
+                    s.idle_secs
+                );
+            }
+            Ok(0)
+        }
+        SessionCommand::Status { workspace } => {
+            let found = pick(false, workspace)?;
+            if found.is_empty() {
+                println!("no session for this workspace");
+                return Ok(1);
+            }
+            for s in found {
+                println!(
+                    "session {}: pid {}, workspace {}, profile {}, up {}s, ends after {}s without a command",
+                    s.key,
+                    s.pid,
+                    s.workspace.display(),
+                    s.profile,
+                    now.saturating_sub(s.started),
+                    s.idle_secs
+                );
+            }
+            Ok(0)
+        }
+        SessionCommand::Stop { all, workspace } => {
+            let mut code = 0;
+            for s in pick(*all, workspace)? {
+                match stop(&s) {
+                    Ok(()) => println!("stopped session {} ({})", s.key, s.workspace.display()),
+                    Err(e) => {
+                        crate::say!("shellcage: session stop: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! The session server: started by a client (forked from it), builds the template,
+//! keeps the `.env` index, accepts the owner's commands and forks a handler for each.
+//! One thread, woken only by the kernel (a connection, an inotify event, a signal, the
+//! template's end, the idle deadline): an idle server uses no CPU.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{Info, proto};
+use crate::plan::{self, Plan, Tier};
+use crate::policy::{EnvFileScan, Policy};
+use crate::probe::{Features, KernelVersion};
+use crate::request::Request;
+use crate::sandbox::cgroup::{self, CgroupPlan};
+use crate::sandbox::mount::{self, EnvScan};
+use crate::sandbox::{self, SandboxSpec, init, spawn};
+use crate::sys::{self, Forked};
+
+/// Start the server for `key` (unless another client just did), and wait until it
+/// serves. `Err`: why it could not (the caller runs cold).
+pub fn start(req: &Request, dir: &Path, key: &str) -> Result<(), String> {
+    use nix::fcntl::{Flock, FlockArg};
+    let lock_path = dir.join(format!("{key}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let _lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("lock {}: {e}", lock_path.display()))?;
+    let sock = dir.join(format!("{key}.sock"));
+    if super::connect(&sock).is_some() {
+        return Ok(());
+    }
+    let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    match sys::fork_process().map_err(|e| e.to_string())? {
+        Forked::Child => {
+            drop(read);
+            let _ = nix::unistd::setsid();
+            match sys::fork_process() {
+                Ok(Forked::Child) => run(req, dir, key, write),
+                _ => sys::exit_now(0),
+            }
+        }
+        Forked::Parent { child } => {
+            drop(write);
+            let _ = waitpid(child, None);
+            let mut said = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match nix::unistd::read(read.as_fd(), &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => said.extend_from_slice(&buf[..n]),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+            match String::from_utf8_lossy(&said).trim() {
+                "ok" => Ok(()),
+                "" => Err("the session server ended while starting".into()),
+                why => Err(why.to_owned()),
+            }
+        }
+    }
+}
+
+/// Everything a handler needs: the request the session was built for, its sandbox
+/// (the template's description), and the index's view of the workspace.
+pub(super) struct Session<'a> {
+    pub req: &'a Request,
+    pub key: &'a str,
+    pub spec: SandboxSpec,
+    pub cgroups: CgroupPlan,
+    /// The template's namespaces, in [`init::TEMPLATE_NAMESPACES`] order.
+    pub ns: Vec<OwnedFd>,
+    pub server: i32,
+}
+
+/// Why the server stops.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Idle, or the binary or a profile changed: no new command, the running ones end.
+    Gracefully(&'static str),
+    /// `session stop` (SIGTERM) or the template is gone: the running commands are killed.
+    Now(&'static str),
+}
+
+fn say_ready(ready: &OwnedFd, text: &str) {
+    sys::write_all_raw(ready.as_raw_fd(), text.as_bytes());
+}
+
+/// The server. Never returns.
+fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
+    // Our own stdio: nothing of the first client's (its terminal, its pipes) is kept.
+    let log = dir.join(format!("{key}.log"));
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&log);
+    match (null, logf) {
+        (Ok(null), Ok(logf)) => {
+            let _ = nix::unistd::dup2_stdin(&null);
+            let _ = nix::unistd::dup2_stdout(&null);
+            let _ = nix::unistd::dup2_stderr(&logf);
+        }
+        _ => sys::exit_now(1),
+    }
+    sys::close_fds_except(&[0, 1, 2, ready.as_raw_fd()]);
+    let mut blocked = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        blocked.add(s);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None);
+    sys::ignore_sigpipe();
+    let sfd = match SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(s) => s,
+        Err(e) => {
+            say_ready(&ready, &format!("signalfd: {e}"));
+            sys::exit_now(1)
+        }
+    };
+    let mut index = match Index::new(&req.policy) {
+        Ok(i) => i,
+        Err(why) => {
+            say_ready(&ready, &why);
+            sys::exit_now(1)
+        }
+    };
+    let (mut session, template, channel) = match build(req, key, &index) {
+        Ok(b) => b,
+        Err(why) => {
+            say_ready(&ready, &why);
+            sys::exit_now(1)
+        }
+    };
+    let sock_path = dir.join(format!("{key}.sock"));
+    let listener = match listen(&sock_path) {
+        Ok(l) => l,
+        Err(why) => {
+            say_ready(&ready, &why);
+            sys::exit_now(1)
+        }
+    };
+    let info = Info {
+        key: key.to_owned(),
+        pid: std::process::id() as i32,
+        workspace: req.policy.workspace.clone(),
+        profile: req.policy.profile.clone(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        idle_secs: req.policy.session_idle.as_secs(),
+    };
+    let info_path = dir.join(format!("{key}.json"));
+    let _ = std::fs::write(&info_path, serde_json::to_vec(&info).unwrap_or_default());
+    // The binary and the profile files: a change ends the session (the next command's
+    // key differs anyway, so it never runs under the old policy).
+    let changes = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+    if let Some(ch) = &changes {
+        let flags = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_CLOSE_WRITE;
+        if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+            let _ = ch.add_watch(&exe, flags);
+        }
+        for (id, _) in &req.policy.profile_chain.0 {
+            let p = Path::new(id);
+            if p.is_absolute() {
+                let _ = ch.add_watch(p, flags);
+            }
+        }
+    }
+    say_ready(&ready, "ok");
+    drop(ready);
+    tracing::info!(key, pid = info.pid, "session serving");
+    let idle = req.policy.session_idle;
+    let mut handlers: HashMap<Pid, ()> = HashMap::new();
+    let mut last = Instant::now();
+    let mut draining: Option<&'static str> = None;
+    let stop = loop {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if let Some(why) = draining {
+            if handlers.is_empty() {
+                break Stop::Gracefully(why);
+            }
+        }
+        let timeout = if handlers.is_empty() && draining.is_none() {
+            let left = idle.saturating_sub(last.elapsed());
+            if left.is_zero() {
+                break Stop::Gracefully("idle");
+            }
+            PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX)
+        } else {
+            PollTimeout::NONE
+        };
+        let mut fds = vec![
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(index.inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(channel.as_fd(), PollFlags::POLLIN),
+        ];
+        if draining.is_none() {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(ch) = &changes {
+            fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break Stop::Now("poll failed"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            let mut term = false;
+            while let Ok(Some(info)) = sfd.read_signal() {
+                if info.ssi_signo != Signal::SIGCHLD as u32 {
+                    term = true;
+                }
+            }
+            reap(&mut handlers, template, &mut last);
+            if term {
+                break Stop::Now("stopped");
+            }
+            if !alive(template) {
+                break Stop::Now("the template ended");
+            }
+        }
+        if ready[1] {
+            index.update();
+        }
+        if ready[2] {
+            // The template never writes: its end closed (it died).
+            break Stop::Now("the template ended");
+        }
+        let mut at = 3;
+        if draining.is_none() {
+            if ready[at] {
+                if let Some(child) = accept(&listener, &mut session, &mut index, &listener, &sfd) {
+                    handlers.insert(child, ());
+                }
+                last = Instant::now();
+            }
+            at += 1;
+        }
+        if let Some(ch) = &changes {
+            if ready.get(at).copied().unwrap_or(false) {
+                let _ = ch.read_events();
+                let _ = std::fs::remove_file(&sock_path);
+                draining = Some("shellcage's binary or a profile changed");
+            }
+        }
+    };
+    tracing::info!(?stop, "session ending");
+    let _ = std::fs::remove_file(&sock_path);
+    let _ = std::fs::remove_file(&info_path);
+    drop(listener);
+    if let Stop::Now(_) = stop {
+        // Each handler has the parent-death signal: our exit kills them, and with them
+        // their commands (the commands' inits have it too).
+    }
+    drop(channel);
+    let _ = waitpid(template, None);
+    // Placeholders made once for the session, and the git config copies merged back.
+    let _ = session.spec.cleanup();
+    let _ = std::fs::remove_file(&log);
+    sys::exit_now(0)
+}
+
+fn alive(pid: Pid) -> bool {
+    nix::sys::signal::kill(pid, None).is_ok()
+}
+
+/// Reap what ended: handlers (the count drives the idle deadline) and, if it died, the
+/// template (its channel's end says so too).
+fn reap(handlers: &mut HashMap<Pid, ()>, template: Pid, last: &mut Instant) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    if pid != template && handlers.remove(&pid).is_some() {
+                        *last = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Build the session's sandbox: plan it as a cold run would, describe it with the
+/// index's `.env` files, and start its init as a template. Returns the session, the
+/// template's pid and our end of its channel.
+fn build<'a>(
+    req: &'a Request,
+    key: &'a str,
+    index: &Index,
+) -> Result<(Session<'a>, Pid, UnixStream), String> {
+    let policy = &req.policy;
+    let mut features = Features::for_launch();
+    if let Some(u) =
+        crate::probe::userns_restricted(Path::new("/"), nix::unistd::geteuid().as_raw())
+    {
+        features.userns = u;
+    }
+    features.kernel = Some(KernelVersion::running());
+    let cgroups = cgroup::plan_for(&policy.limits);
+    features.cgroup_limits = cgroups.support();
+    let plan: Plan = plan::plan(policy, &features).map_err(|e| e.to_string())?;
+    if plan.tier != Tier::Namespaces {
+        return Err("this machine runs the container tier: nothing to keep".into());
+    }
+    let user = crate::request::user_name();
+    let argv = [CString::new("true").unwrap_or_default()];
+    let policy_file = crate::explain::policy_file_json(req);
+    let command = sandbox::Command {
+        argv: &argv,
+        cwd: &req.cwd,
+        interactive: false,
+        user: &user,
+        policy_file: Some((
+            Path::new(crate::explain::POLICY_FILE),
+            policy_file.as_bytes(),
+        )),
+    };
+    let (mut spec, _env) = sandbox::describe_with(
+        policy,
+        plan,
+        &command,
+        &CgroupPlan::none(),
+        None,
+        Some(index.scan.clone()),
+    )
+    .map_err(|e| e.to_string())?;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    spec.template = Some(theirs.as_raw_fd());
+    let spawned = match spawn::spawn(&spec) {
+        Ok(s) => s,
+        Err(e) => {
+            spec.cleanup();
+            return Err(e.to_string());
+        }
+    };
+    drop(theirs);
+    spec.template = None;
+    let mut buf = [0u8; 16];
+    let received = sys::recv_fds(ours.as_fd(), &mut buf);
+    match received {
+        Ok((n, fds)) if n > 0 && fds.len() == init::TEMPLATE_NAMESPACES.len() => {
+            // The template's report pipe stays open (its errors would come there);
+            // nothing reads it after this, and the template writes nothing more.
+            std::mem::forget(spawned.report);
+            Ok((
+                Session {
+                    req,
+                    key,
+                    spec,
+                    cgroups,
+                    ns: fds,
+                    server: std::process::id() as i32,
+                },
+                spawned.child,
+                ours,
+            ))
+        }
+        _ => {
+            let why = read_error(spawned.report);
+            let _ = waitpid(spawned.child, None);
+            spec.cleanup();
+            Err(why.unwrap_or_else(|| "the session's sandbox could not be built".into()))
+        }
+    }
+}
+
+/// The first error line the sandbox reported (it failed to build).
+fn read_error(report: OwnedFd) -> Option<String> {
+    let mut dec = crate::sandbox::report::Decoder::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(report.as_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => dec.push(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    dec.finish().into_iter().find_map(|m| match m {
+        crate::sandbox::report::Message::Error(e) => Some(e),
+        _ => None,
+    })
+}
+
+fn listen(path: &Path) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+    };
+    // We hold the start lock and nobody answered on it: a stale socket of a server that
+    // died.
+    let _ = std::fs::remove_file(path);
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let addr = UnixAddr::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = bind(fd.as_raw_fd(), &addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(|e| format!("bind {}: {e}", path.display()))?;
+    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| format!("listen: {e}"))?;
+    Ok(fd)
+}
+
+/// Is the peer on `conn` allowed: the same user, and not inside any sandbox (a process
+/// of a sandbox is in another user namespace than ours, even when it could reach the
+/// socket).
+fn peer_allowed(conn: BorrowedFd<'_>) -> Result<(), String> {
+    let cred = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    if cred.uid() != nix::unistd::getuid().as_raw() {
+        return Err(format!("uid {} is not the session's owner", cred.uid()));
+    }
+    let ours = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    let theirs = std::fs::read_link(format!("/proc/{}/ns/user", cred.pid()))
+        .map_err(|e| format!("pid {}: {e}", cred.pid()))?;
+    if ours != theirs {
+        return Err(format!("pid {} is in another user namespace", cred.pid()));
+    }
+    Ok(())
+}
+
+/// One connection: check the peer, read its request, and fork the handler. Returns the
+/// handler's pid.
+fn accept(
+    listener: &OwnedFd,
+    session: &mut Session<'_>,
+    index: &mut Index,
+    own_listener: &OwnedFd,
+    sfd: &SignalFd,
+) -> Option<Pid> {
+    let conn = nix::sys::socket::accept4(
+        listener.as_raw_fd(),
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .ok()?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(conn) };
+    if let Err(why) = peer_allowed(conn.as_fd()) {
+        tracing::warn!(why, "session: connection refused");
+        return None;
+    }
+    let _ = nix::sys::socket::setsockopt(
+        &conn,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(2, 0),
+    );
+    let (request, fds) = match proto::recv::<proto::CommandRequest>(conn.as_fd()) {
+        Ok(Some(r)) => r,
+        _ => return None,
+    };
+    let _ = nix::sys::socket::setsockopt(
+        &conn,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, 0),
+    );
+    let cold = |why: String| {
+        let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
+        None
+    };
+    if request.key != session.key {
+        return cold("another session's key".into());
+    }
+    if fds.len() != 3 {
+        return cold(format!(
+            "{} descriptors instead of stdin, stdout, stderr",
+            fds.len()
+        ));
+    }
+    // Whatever happened in the workspace up to the request is in the index now.
+    index.update();
+    let masks = match index.masks_for_command() {
+        Ok(m) => m,
+        Err(why) => return cold(why),
+    };
+    match sys::fork_process() {
+        Ok(Forked::Child) => {
+            let _ = (own_listener, sfd, &index.inotify);
+            super::handler::run(session, request, fds, conn, masks)
+        }
+        Ok(Forked::Parent { child }) => Some(child),
+        Err(e) => cold(e.to_string()),
+    }
+}
+
+/// The `.env` index of the workspace: every `.env` / `.env.*` file at any depth (the
+/// profile's skip list and allowed names apply; no depth or count limit), kept current
+/// by inotify watches on every directory walked.
+pub(super) struct Index {
+    pub inotify: Inotify,
+    ws: PathBuf,
+    cfg: EnvFileScan,
+    enabled: bool,
+    dirs: HashMap<WatchDescriptor, PathBuf>,
+    /// What the template's root masks (the scan it was built with).
+    pub scan: EnvScan,
+    /// Found (again) since the root was built: masked per command.
+    fresh: BTreeSet<(PathBuf, bool)>,
+    /// The index cannot be trusted until the workspace is walked again (an overflow, a
+    /// directory moved).
+    rescan: bool,
+    /// Why the index cannot be kept at all (the watch limit): commands run cold.
+    broken: Option<String>,
+}
+
+impl Index {
+    fn new(policy: &Policy) -> Result<Index, String> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| format!("inotify_init: {e}"))?;
+        let mut cfg = policy.env_files.clone();
+        cfg.max_depth = usize::MAX;
+        cfg.max_dirs = usize::MAX;
+        let mut index = Index {
+            inotify,
+            ws: policy.workspace.clone(),
+            cfg,
+            enabled: policy.env_files.enabled,
+            dirs: HashMap::new(),
+            scan: EnvScan::default(),
+            fresh: BTreeSet::new(),
+            rescan: false,
+            broken: None,
+        };
+        if index.enabled {
+            let ws = index.ws.clone();
+            index.scan = index.walk(&ws)?;
+            if let Some(why) = &index.broken {
+                return Err(why.clone());
+            }
+        }
+        Ok(index)
+    }
+
+    fn watch_flags() -> AddWatchFlags {
+        AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_ONLYDIR
+            | AddWatchFlags::IN_DONT_FOLLOW
+    }
+
+    /// Walk `top` (the workspace or a directory new in it), watching each directory
+    /// before it is listed.
+    fn walk(&mut self, top: &Path) -> Result<EnvScan, String> {
+        let inotify = &self.inotify;
+        let dirs = &mut self.dirs;
+        let broken = &mut self.broken;
+        let mut on_dir = |p: &Path| match inotify.add_watch(p, Self::watch_flags()) {
+            Ok(wd) => {
+                dirs.insert(wd, p.to_path_buf());
+            }
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
+            Err(e) => {
+                broken.get_or_insert_with(|| {
+                    format!(
+                        "cannot watch {} for new .env files: {e} (hint: raise fs.inotify.max_user_watches, or add large directories to filesystem.env_files.skip_dirs)",
+                        p.display()
+                    )
+                });
+            }
+        };
+        let found = mount::scan_watched(top, &self.cfg, &mut on_dir).map_err(|e| e.to_string())?;
+        Ok(found)
+    }
+
+    /// Read the pending events, and walk again what they make unknown.
+    fn update(&mut self) {
+        if !self.enabled {
+            let _ = self.inotify.read_events();
+            return;
+        }
+        loop {
+            let events = match self.inotify.read_events() {
+                Ok(ev) if !ev.is_empty() => ev,
+                _ => break,
+            };
+            for ev in events {
+                if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    self.rescan = true;
+                    continue;
+                }
+                if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    self.dirs.remove(&ev.wd);
+                    continue;
+                }
+                let Some(dir) = self.dirs.get(&ev.wd).cloned() else {
+                    continue;
+                };
+                let is_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR);
+                let Some(name) = ev.name else {
+                    // About the directory itself: moved (paths under it changed) or its
+                    // mode changed (it may be unreadable now).
+                    if ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_ATTRIB)
+                    {
+                        self.rescan = true;
+                    }
+                    continue;
+                };
+                let path = dir.join(&name);
+                if is_dir {
+                    let skipped = self
+                        .cfg
+                        .skip_dirs
+                        .iter()
+                        .any(|s| std::ffi::OsStr::new(s) == name.as_os_str());
+                    if skipped {
+                        continue;
+                    }
+                    if ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_ATTRIB)
+                    {
+                        self.rescan = true;
+                    } else if ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                    {
+                        match self.walk(&path) {
+                            Ok(found) => self.add_found(found),
+                            Err(_) => self.rescan = true,
+                        }
+                    }
+                } else if ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                    && mount::is_env_file(
+                        std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()),
+                        &self.cfg.allow_names,
+                    )
+                {
+                    self.fresh.insert((path.clone(), false));
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                        if let Some(t) = self.link_target(&path) {
+                            self.fresh.insert((t, false));
+                        }
+                    }
+                }
+            }
+        }
+        if self.rescan {
+            self.rescan = false;
+            let ws = self.ws.clone();
+            match self.walk(&ws) {
+                Ok(found) => {
+                    // After a walk we cannot tell what was made again: mask it all.
+                    self.add_found(found);
+                }
+                Err(why) => self.broken = Some(why),
+            }
+        }
+    }
+
+    fn link_target(&self, link: &Path) -> Option<PathBuf> {
+        let t = std::fs::canonicalize(link).ok()?;
+        (t.starts_with(&self.ws) && t.is_file()).then_some(t)
+    }
+
+    fn add_found(&mut self, found: EnvScan) {
+        for p in found.hidden.iter().chain(&found.link_targets) {
+            self.fresh.insert((p.clone(), false));
+        }
+        for l in &found.links {
+            if let Some(t) = self.link_target(l) {
+                self.fresh.insert((t, false));
+            }
+        }
+        for d in found.unreadable {
+            self.fresh.insert((d, true));
+        }
+    }
+
+    /// The masks a command needs on top of the root's. `Err`: the index is broken (the
+    /// command runs cold, with a full scan of its own).
+    fn masks_for_command(&self) -> Result<Vec<(PathBuf, bool)>, String> {
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
+        // Everything made (or made again: a mask of the root over a file deleted on
+        // the host went with it) since the root was built.
+        Ok(self.fresh.iter().cloned().collect())
+    }
+}

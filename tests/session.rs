@@ -1,0 +1,469 @@
+//! Sessions (issue 11): commands run warm in a session's sandbox, with the same
+//! guarantees as a cold run, and the session itself is out of reach from inside.
+//! Each test has its own runtime directory (XDG_RUNTIME_DIR), home and workspace, and
+//! stops its sessions when it ends.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Home, Workspace, canary, expect_code, stderr, stdout, wait_for};
+
+struct Session {
+    ws: Workspace,
+    home: Home,
+    rt: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Session {
+    fn new() -> Session {
+        let rt = tempfile::Builder::new()
+            .prefix("shellcage-rt-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        std::fs::set_permissions(
+            rt.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        Session {
+            ws: Workspace::new(),
+            home: Home::new(),
+            rt,
+            bin: common::bin(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env_clear()
+            .env("SHELLCAGE_SESSION", "auto")
+            .env("XDG_RUNTIME_DIR", self.rt.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LANG", "C.UTF-8")
+            .env("HOME", self.home.path())
+            .current_dir(self.ws.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `shellcage run --workspace WS [extra] -- sh -c SCRIPT`.
+    fn sh(&self, extra: &[&str], script: &str) -> Command {
+        let ws = self.ws.path().to_str().unwrap().to_owned();
+        let mut args = vec!["run", "--workspace", &ws];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        self.command(&args)
+    }
+
+    fn run(&self, extra: &[&str], script: &str) -> Output {
+        self.sh(extra, script).output().unwrap()
+    }
+
+    fn sessions_dir(&self) -> PathBuf {
+        self.rt.path().join("shellcage/sessions")
+    }
+
+    /// The pids of the servers that have a description file.
+    fn servers(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.sessions_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap_or_default())
+                        .unwrap_or_default();
+                if let Some(pid) = v["pid"].as_i64() {
+                    out.push(pid as i32);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.command(&["session", "stop", "--all"]).output();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    let text = stderr(out);
+    let start = text
+        .find("{\n")
+        .or_else(|| text.find('{'))
+        .expect("a JSON report");
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn commands_run_warm_share_tmp_and_keep_exit_codes() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let first = s.run(
+        &["--report", "json"],
+        "echo one > /tmp/kept; echo out; echo err >&2; exit 3",
+    );
+    expect_code(&first, 3);
+    assert_eq!(stdout(&first), "out\n");
+    assert!(stderr(&first).contains("err\n"));
+    let r = report(&first);
+    assert!(
+        r["session"]["id"].is_string(),
+        "the report names the session: {r}"
+    );
+    assert_eq!(s.servers().len(), 1, "one server for the workspace");
+    // The next command: the same server, and the same /tmp.
+    let second = s.run(&[], "cat /tmp/kept");
+    expect_code(&second, 0);
+    assert_eq!(stdout(&second), "one\n");
+    assert_eq!(s.servers().len(), 1);
+    // Exit codes of the design, warm as cold.
+    expect_code(&s.run(&[], "kill -9 $$"), 137);
+    let missing = s
+        .command(&["run", "--", "no-such-command-here"])
+        .output()
+        .unwrap();
+    expect_code(&missing, 127);
+    assert!(stderr(&missing).contains("command not found"));
+    let timeout = s.run(&["--timeout", "1s"], "sleep 30");
+    expect_code(&timeout, 124);
+    // stdin is the caller's: a pipe goes through.
+    let mut c = s.sh(&[], "tr a-z A-Z");
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped text\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "PIPED TEXT\n");
+    // --no-session: cold, and says nothing of a session.
+    let cold = s.run(
+        &["--no-session", "--report", "json"],
+        "cat /tmp/kept 2>/dev/null; true",
+    );
+    expect_code(&cold, 0);
+    assert_eq!(stdout(&cold), "", "a cold run has its own /tmp");
+    assert!(report(&cold).get("session").is_none());
+}
+
+#[test]
+fn each_command_has_its_own_pid_namespace_and_sees_no_server() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let rt = s.rt.path().display().to_string();
+    let script = format!(
+        "ls /proc | grep -c '^[0-9]'; ls -a '{rt}/shellcage/sessions' 2>&1; grep -c sessions /proc/net/unix; cat /proc/1/cmdline | tr '\\0' ' '"
+    );
+    // The runtime directory visible to the command: the sessions' directory still is not.
+    let out = s.run(&["--read", &rt], &script);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let pids: usize = lines.next().unwrap().trim().parse().unwrap();
+    assert!(pids <= 4, "only the command's own processes: {text}");
+    let listing = lines.next().unwrap_or_default();
+    assert!(
+        !listing.contains(".sock") && !listing.contains(".json"),
+        "the sessions' directory is hidden: {text}"
+    );
+    assert_eq!(
+        lines.next().map(str::trim),
+        Some("0"),
+        "no session socket in /proc/net/unix: {text}"
+    );
+    // pid 1 is this command's own init, not the template or the server.
+    let init = lines.next().unwrap_or_default();
+    assert!(init.contains("shellcage"), "{text}");
+    for pid in s.servers() {
+        assert!(!text.contains(&format!(" {pid} ")), "{text}");
+    }
+}
+
+#[test]
+fn sixty_four_commands_at_once() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let children: Vec<_> = (0..64)
+        .map(|i| {
+            let mut c = s.sh(&[], &format!("echo n{i}; echo $$"));
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            (i, c.spawn().unwrap())
+        })
+        .collect();
+    for (i, child) in children {
+        let out = child.wait_with_output().unwrap();
+        expect_code(&out, 0);
+        let text = stdout(&out);
+        assert!(text.starts_with(&format!("n{i}\n")), "{text}");
+        // Each its own pid namespace: the shell is pid 2 there (pid 1 is its init).
+        assert_eq!(text.lines().nth(1), Some("2"), "{text}");
+    }
+    assert_eq!(s.servers().len(), 1);
+}
+
+#[test]
+fn killing_the_client_kills_its_command() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let marker = common::sleep_marker();
+    let mut child = s
+        .sh(&[], &format!("sleep {marker}; touch after"))
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || {
+        !common::host_pids_with(&marker).is_empty()
+    }));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        wait_for(Duration::from_secs(10), || common::host_pids_with(&marker)
+            .is_empty()),
+        "the command outlived its client"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!s.ws.path().join("after").exists());
+    // The session goes on.
+    expect_code(&s.run(&[], "true"), 0);
+}
+
+#[test]
+fn killing_the_server_kills_running_commands_and_the_client_says_so() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let server = s.servers()[0];
+    let marker = common::sleep_marker();
+    let child = s
+        .sh(&[], &format!("sleep {marker}; touch after"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || {
+        !common::host_pids_with(&marker).is_empty()
+    }));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(125), "something did run");
+    assert!(
+        stderr(&out).contains("session's server ended"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        common::host_pids_with(&marker).is_empty()
+    }));
+    assert!(!s.ws.path().join("after").exists());
+    // The stale socket is not a problem: the next command starts a new session.
+    let next = s.run(&[], "echo again");
+    expect_code(&next, 0);
+    assert_eq!(stdout(&next), "again\n");
+    assert!(!s.servers().contains(&server));
+}
+
+#[test]
+fn an_env_file_made_on_the_host_between_commands_is_hidden_at_any_depth() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    s.ws.write("src/main.txt", "code");
+    expect_code(&s.run(&[], "true"), 0);
+    let secret = canary();
+    // Depth 7, in directories made after the session started, and at the root.
+    s.ws.write("a/b/c/d/e/f/g/.env", &secret);
+    s.ws.write(".env.local", &secret);
+    s.ws.write("src/.env", &secret);
+    let out = s.run(
+        &[],
+        "cat a/b/c/d/e/f/g/.env .env.local src/.env 2>&1; cat src/main.txt",
+    );
+    assert!(!stdout(&out).contains(&secret), "{}", stdout(&out));
+    assert!(stdout(&out).ends_with("code"), "{}", stdout(&out));
+    // Deleted and made again on the host: hidden again.
+    std::fs::remove_file(s.ws.path().join("src/.env")).unwrap();
+    s.ws.write("src/.env", &secret);
+    let again = s.run(&[], "cat src/.env 2>&1; true");
+    assert!(!stdout(&again).contains(&secret), "{}", stdout(&again));
+    // The host's files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(s.ws.path().join("src/.env")).unwrap(),
+        secret
+    );
+}
+
+#[test]
+fn a_profile_edited_between_commands_takes_effect_on_the_next() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let profile = s.home.path().join("mine.toml");
+    let text =
+        |v: &str| format!("version = 1\nextends = \"dev\"\n[env]\nset = {{ MINE = \"{v}\" }}\n");
+    std::fs::write(&profile, text("one")).unwrap();
+    let p = profile.to_str().unwrap();
+    let first = s.run(&["--profile", p], "echo $MINE");
+    assert_eq!(stdout(&first), "one\n");
+    let before = s.servers();
+    assert_eq!(before.len(), 1);
+    std::fs::write(&profile, text("two")).unwrap();
+    let second = s.run(&["--profile", p], "echo $MINE");
+    assert_eq!(stdout(&second), "two\n", "never the old policy");
+    // The old session ends (it watched the file); the new one serves.
+    assert!(wait_for(Duration::from_secs(10), || !alive(before[0])));
+    assert_eq!(s.servers().len(), 1);
+}
+
+#[test]
+fn a_rebuilt_binary_ends_the_session_and_the_next_command_starts_a_new_one() {
+    if !needs_sandbox() {
+        return;
+    }
+    let mut s = Session::new();
+    let copy = s.rt.path().join("shellcage-copy");
+    std::fs::copy(&s.bin, &copy).unwrap();
+    s.bin = copy.clone();
+    expect_code(&s.run(&[], "true"), 0);
+    let before = s.servers();
+    assert_eq!(before.len(), 1);
+    // "Rebuilt": replaced by a new file with other contents.
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes.extend_from_slice(b"rebuilt");
+    let tmp = s.rt.path().join("shellcage-new");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &copy).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !alive(before[0])));
+    expect_code(&s.run(&[], "true"), 0);
+    let after = s.servers();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before);
+}
+
+#[test]
+fn an_idle_session_ends_by_itself() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let profile = s.home.path().join("quick.toml");
+    std::fs::write(
+        &profile,
+        "version = 1\nextends = \"dev\"\nsession_idle = \"1s\"\n",
+    )
+    .unwrap();
+    expect_code(&s.run(&["--profile", profile.to_str().unwrap()], "true"), 0);
+    let servers = s.servers();
+    assert_eq!(servers.len(), 1);
+    assert!(wait_for(Duration::from_secs(10), || !alive(servers[0])));
+    assert!(s.servers().is_empty(), "its files are removed");
+}
+
+#[test]
+fn a_bad_session_idle_is_refused() {
+    let s = Session::new();
+    let profile = s.home.path().join("bad.toml");
+    std::fs::write(
+        &profile,
+        "version = 1\nextends = \"dev\"\nsession_idle = \"soon\"\n",
+    )
+    .unwrap();
+    let out = s.run(&["--profile", profile.to_str().unwrap()], "touch ran");
+    expect_code(&out, 125);
+    assert!(stderr(&out).contains("session_idle"), "{}", stderr(&out));
+    assert!(!s.ws.path().join("ran").exists());
+}
+
+#[test]
+fn another_user_cannot_reach_the_socket() {
+    if !needs_sandbox() || !common::is_root() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let sock = std::fs::read_dir(s.sessions_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c"])
+        .arg(format!(
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ntry:\n s.connect({:?}); print('connected')\nexcept OSError as e: print('refused', e.errno)",
+            sock.display().to_string()
+        ))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.starts_with("refused"), "{text}{}", stderr(&out));
+}
+
+#[test]
+fn session_list_status_and_stop() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let list = s.command(&["session", "list"]).output().unwrap();
+    expect_code(&list, 0);
+    assert!(
+        stdout(&list).contains(&s.ws.path().display().to_string()),
+        "{}",
+        stdout(&list)
+    );
+    let status = s.command(&["session", "status"]).output().unwrap();
+    expect_code(&status, 0);
+    let server = s.servers()[0];
+    let stop = s.command(&["session", "stop"]).output().unwrap();
+    expect_code(&stop, 0);
+    assert!(wait_for(Duration::from_secs(10), || !alive(server)));
+    let status = s.command(&["session", "status"]).output().unwrap();
+    expect_code(&status, 1);
+}
+
+fn needs_sandbox() -> bool {
+    common::require(
+        common::sandbox_available(),
+        "user namespaces for the sandbox",
+    )
+}
