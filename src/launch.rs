@@ -93,7 +93,7 @@ pub struct Report<'a> {
     pub after_run: &'a AfterRun,
     /// The session the command ran in (absent for a cold run).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<&'a crate::session::SessionUse>,
+    pub session: Option<&'a SessionUse>,
     pub outcome: &'a Outcome,
 }
 
@@ -137,13 +137,6 @@ pub fn run(mut req: Request) -> Result<i32, LaunchError> {
         req.policy.hide.push(HideRule {
             pattern: log.path().to_path_buf(),
         });
-    }
-    // The sessions' sockets are never visible inside (see crate::session).
-    if let Ok(dir) = crate::session::dir() {
-        req.policy.hide.push(HideRule { pattern: dir });
-    }
-    if let Some(code) = crate::session::try_run(&req) {
-        return Ok(code);
     }
     let mut features = Features::for_launch();
     if req.policy.workspace_layer.is_some() {
@@ -243,7 +236,21 @@ pub(crate) struct Done<'a> {
     pub network: Option<&'a ProxyOutcome>,
     pub after_run: &'a AfterRun,
     pub home: &'a HomeUse,
-    pub session: Option<&'a crate::session::SessionUse>,
+    pub session: Option<&'a SessionUse>,
+}
+
+/// What the report says about the session a command ran in (see the `session` module).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionUse {
+    /// The session's id (the start of its key).
+    pub id: String,
+    /// The server's pid.
+    pub server: i32,
+    /// What the session keeps between commands.
+    pub shared: &'static [&'static str],
+    /// `.env` files masked for this command on top of the session's root (made, or
+    /// made again, since the session started).
+    pub masked_since_start: usize,
 }
 
 /// After the sandbox has ended: what shellcage says on stderr, the JSON report and the

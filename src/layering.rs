@@ -44,6 +44,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("overlay", 6),
     // One run: everything below (an overlay workspace's layer is held through `overlay`).
     ("launch", 7),
+    // Sessions: a warm sandbox that runs many commands, each concluded as a run is.
+    ("session", 8),
 ];
 
 fn floor(module: &str) -> u8 {

@@ -8,7 +8,6 @@ use shellcage::cli::{
     self, AuditCommand, Cli, Command, HomeCommand, HookAgent, PolicyCommand, ProfileCommand,
     RunOpts, SetupCommand,
 };
-use shellcage::launch;
 use shellcage::overlay;
 use shellcage::request::{self, Request};
 
@@ -76,7 +75,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run { opts, command } => {
             let cwd = request::current_dir()?;
             let req = Request::new(&opts, &cwd)?.command(command, false)?;
-            Ok(launch::run(req)?)
+            Ok(shellcage::session::run(req)?)
         }
         Command::Sh { opts, args } => shell(opts, &args),
         Command::Doctor {
@@ -480,7 +479,7 @@ fn shell(opts: RunOpts, args: &[String]) -> anyhow::Result<i32> {
             tty
         }
     };
-    Ok(launch::run(req.command(argv, interactive)?)?)
+    Ok(shellcage::session::run(req.command(argv, interactive)?)?)
 }
 
 fn profile_cmd(command: ProfileCommand) -> anyhow::Result<i32> {

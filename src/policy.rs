@@ -73,7 +73,7 @@ pub enum HomeMode {
 }
 
 /// Whether commands run in a session (a warm sandbox per workspace and policy, see
-/// [`crate::session`]) or cold (`session` in a profile).
+/// the `session` module) or cold (`session` in a profile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionMode {

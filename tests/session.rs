@@ -426,7 +426,7 @@ fn another_user_cannot_reach_the_socket() {
         .find(|p| p.extension().is_some_and(|x| x == "sock"))
         .unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"])
         .arg(format!(
             "import socket,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ntry:\n s.connect({:?}); print('connected')\nexcept OSError as e: print('refused', e.errno)",
             sock.display().to_string()

@@ -23,7 +23,7 @@
 pub mod managed;
 mod merge;
 mod schema;
-mod units;
+pub mod units;
 mod validate;
 
 #[cfg(test)]

@@ -234,6 +234,8 @@ fn readonly_and_ci_differ_from_dev_only_where_they_say() {
     ci.limits.memory = None;
     ci.report = false;
     ci.home_mode = HomeMode::Persistent;
+    assert_eq!(ci.session, crate::policy::SessionMode::Off);
+    ci.session = crate::policy::SessionMode::Auto;
     assert_eq!(ci, dev);
 }
 

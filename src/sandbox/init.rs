@@ -308,7 +308,7 @@ pub fn run_init(
 /// The namespaces a session's template holds, in the order it sends them.
 pub const TEMPLATE_NAMESPACES: [&str; 5] = ["user", "mnt", "net", "ipc", "uts"];
 
-/// A session's template (see [`crate::session`]): the sandbox is built; send its
+/// A session's template (see the `session` module): the sandbox is built; send its
 /// namespaces to the session server on `sock`, then only answer name lookups (mode
 /// none) until the server closes `sock` or dies (the parent-death signal). No command
 /// ever runs here, and nothing of a command can reach this process: it is in no
@@ -372,7 +372,7 @@ fn serve_template(
     }
 }
 
-/// A command of a session (see [`crate::session`]): pid 1 of a new pid namespace, in a
+/// A command of a session (see the `session` module): pid 1 of a new pid namespace, in a
 /// private copy of the session's mount namespace and in its other namespaces. Masks
 /// what the session's root does not (`masks`, see [`mount::refresh_for_command`]),
 /// mounts its own `/proc`, then runs the command as [`run_init`] does. Never returns.

@@ -73,7 +73,7 @@ pub struct SandboxSpec {
     /// Network mode `none` in a network namespace: the init answers name lookups itself,
     /// at once, and records the names ([`super::lookups`]).
     pub lookups: bool,
-    /// A session's template (see [`crate::session`]): the socket the init sends its
+    /// A session's template (see the `session` module): the socket the init sends its
     /// namespaces on, instead of running a command.
     pub template: Option<std::os::fd::RawFd>,
     /// What the mount plan's steps added to or changed in the environment (the kept

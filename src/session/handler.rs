@@ -78,6 +78,7 @@ pub(super) fn run(
     };
     req.cwd = request.cwd.clone();
     req.report_file = request.report_file.clone();
+    req.policy.report = request.report;
     req.interactive = false;
     let user = env
         .iter()

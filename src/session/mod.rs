@@ -39,18 +39,41 @@ use crate::request::Request;
 /// `SHELLCAGE_SESSION=off` (or `0`, `no`): every command runs cold.
 pub const ENV_SWITCH: &str = "SHELLCAGE_SESSION";
 
-/// What the report says about the session a command ran in.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionUse {
-    /// The session's id (the start of its key).
-    pub id: String,
-    /// The server's pid.
-    pub server: i32,
-    /// What the session keeps between commands.
-    pub shared: &'static [&'static str],
-    /// `.env` files masked for this command on top of the session's root (made, or
-    /// made again, since the session started).
-    pub masked_since_start: usize,
+/// `SHELLCAGE_SESSION_IDLE=30s`: a new session's idle time instead of the profile's.
+pub const ENV_IDLE: &str = "SHELLCAGE_SESSION_IDLE";
+
+pub use crate::launch::SessionUse;
+
+/// Run the request: in its session when it may use one, else cold
+/// ([`crate::launch::run`]).
+pub fn run(req: Request) -> Result<i32, crate::launch::LaunchError> {
+    if cold_reason(&req).is_none() {
+        // The checks a cold run makes before anything else, and the hide rules it adds:
+        // the session's sandbox is built from this very policy.
+        if let Some((floor, _)) = &req.floor {
+            floor
+                .check_env_secrets(&req.policy, crate::sandbox::env::is_secret_name)
+                .map_err(crate::request::RequestError::from)?;
+        }
+        let mut hide = Vec::new();
+        if let Some(path) = &req.policy.audit {
+            let log = crate::audit::AuditLog::open(path)?;
+            hide.push(log.path().to_path_buf());
+        }
+        // The sessions' sockets are never visible inside.
+        if let Ok(d) = dir() {
+            hide.push(d);
+        }
+        let mut warm = req.clone();
+        warm.policy.hide.extend(
+            hide.into_iter()
+                .map(|pattern| crate::policy::HideRule { pattern }),
+        );
+        if let Some(code) = try_run(&warm) {
+            return Ok(code);
+        }
+    }
+    crate::launch::run(req)
 }
 
 /// What a session keeps from one command to the next.
@@ -96,7 +119,10 @@ pub fn key(req: &Request) -> String {
             h.update(v.to_le_bytes());
         }
     }
-    h.update(format!("{:?}", req.policy).as_bytes());
+    // The report is an output choice, sent with each command.
+    let mut policy = req.policy.clone();
+    policy.report = false;
+    h.update(format!("{policy:?}").as_bytes());
     let digest = h.finalize();
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
@@ -204,6 +230,7 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
         argv: req.argv.clone(),
         cwd: req.cwd.clone(),
         env,
+        report: req.policy.report,
         report_file: req.report_file.as_ref().map(|f| {
             if f.is_absolute() {
                 f.clone()

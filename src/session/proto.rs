@@ -24,6 +24,9 @@ pub struct CommandRequest {
     pub env: Vec<(String, String)>,
     /// `--report-file`.
     pub report_file: Option<PathBuf>,
+    /// A JSON report after the run (`--report json`, `[report]`): not part of the
+    /// session's key, an output choice.
+    pub report: bool,
 }
 
 /// What the server (its handler for the command) answers.

@@ -171,7 +171,11 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        idle_secs: req.policy.session_idle.as_secs(),
+        idle_secs: std::env::var(super::ENV_IDLE)
+            .ok()
+            .and_then(|v| crate::profile::units::parse_duration(&v).ok())
+            .unwrap_or(req.policy.session_idle)
+            .as_secs(),
     };
     let info_path = dir.join(format!("{key}.json"));
     let _ = std::fs::write(&info_path, serde_json::to_vec(&info).unwrap_or_default());
@@ -197,7 +201,13 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     say_ready(&ready, "ok");
     drop(ready);
     tracing::info!(key, pid = info.pid, "session serving");
-    let idle = req.policy.session_idle;
+    // SHELLCAGE_SESSION_IDLE (a duration) overrides the profile's, for test runs that
+    // start many sessions; it does not change the policy.
+    let idle = std::env::var(super::ENV_IDLE)
+        .ok()
+        .and_then(|v| crate::profile::units::parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(req.policy.session_idle);
     let mut handlers: HashMap<Pid, ()> = HashMap::new();
     let mut last = Instant::now();
     let mut draining: Option<&'static str> = None;

@@ -657,7 +657,7 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
 }
 
 /// A session's command, in its private copy of the session's mount namespace (see
-/// [`crate::session`]): mask the `.env` files and unreadable directories `masks` that
+/// the `session` module): mask the `.env` files and unreadable directories `masks` that
 /// the session's root does not mask (made, or deleted and made again, since it was
 /// built: `(path, is a directory)`; a path gone meanwhile has nothing to hide), then
 /// mount the command's own `/proc` (its pid namespace is new) over the session's.

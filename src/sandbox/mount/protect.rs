@@ -684,7 +684,7 @@ pub fn cleanup(protection: &Protection) -> AfterRun {
     after
 }
 
-/// A session's command has ended (see [`crate::session`]): the exit step for what it
+/// A session's command has ended (see the `session` module): the exit step for what it
 /// may have left in the workspace (new root files matching a protected pattern,
 /// repositories made or changed since `since`, the command's start). The
 /// placeholders and the git config copies stay: they are the session's, undone by
