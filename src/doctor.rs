@@ -136,6 +136,8 @@ struct Doctor {
     /// `safe.bareRepository` in the user's global git config (`None`: unset,
     /// git's default `all`).
     git_safe_bare_repository: Option<String>,
+    /// This user's sessions that answer (`shellcage session list`).
+    sessions: Vec<crate::session::Info>,
     hints: Vec<String>,
 }
 
@@ -343,6 +345,7 @@ pub fn run(json: bool, profile: &str, tier: Option<TierChoice>) -> anyhow::Resul
         tiers,
         git_safe_bare_repository: crate::git::global_value(b"safe.barerepository")
             .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        sessions: crate::session::list(),
         hints: Vec::new(),
     };
     d.hints = hints(&d, &features);
@@ -374,6 +377,19 @@ fn human(d: &Doctor) -> String {
     let mut s = String::new();
     kernel_lines(&mut s, d);
     plan_lines(&mut s, d);
+    s.push_str(&format!(
+        "\nsessions        {} running for this user (shellcage session list)\n",
+        d.sessions.len()
+    ));
+    for x in &d.sessions {
+        s.push_str(&format!(
+            "  {}  pid {}  {}  profile {}\n",
+            x.key,
+            x.pid,
+            x.workspace.display(),
+            x.profile
+        ));
+    }
     if !d.hints.is_empty() {
         s.push_str("\nhow to fix:\n");
         for h in &d.hints {

@@ -39,13 +39,14 @@ const FLOORS: &[(&str, u8)] = &[
     ("claude", 5),
     // Commands (overlay: `changes`, `apply`, `discard` and the layer store; it uses the audit
     // log's hashing, clock and tail).
-    ("doctor", 6),
     ("entrypoint", 6),
     ("overlay", 6),
     // One run: everything below (an overlay workspace's layer is held through `overlay`).
     ("launch", 7),
     // Sessions: a warm sandbox that runs many commands, each concluded as a run is.
     ("session", 8),
+    // What this machine can do, and the sessions that run on it.
+    ("doctor", 9),
 ];
 
 fn floor(module: &str) -> u8 {

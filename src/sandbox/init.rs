@@ -284,6 +284,19 @@ pub fn run_init(
     keep.extend(spec.layer_lock);
     keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
     sys::close_fds_except(&keep);
+    let blocked = block_reaped(report_fd);
+    let child = match sys::fork_process() {
+        Ok(Forked::Child) => exec_command(spec, report_fd, pty),
+        Ok(Forked::Parent { child }) => child,
+        Err(e) => fail(report_fd, EXIT_SETUP, e),
+    };
+    let served = responder.and_then(|r| serving(r, &blocked));
+    reap_until(child, &blocked, report_fd, served)
+}
+
+/// Block SIGCHLD and the forwarded signals (the init reads them with `sigwait` or a
+/// signalfd); returns the set.
+fn block_reaped(report_fd: RawFd) -> SigSet {
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -296,13 +309,7 @@ pub fn run_init(
             format_args!("sigprocmask(SIG_BLOCK) in the init => {e}"),
         );
     }
-    let child = match sys::fork_process() {
-        Ok(Forked::Child) => exec_command(spec, report_fd, pty),
-        Ok(Forked::Parent { child }) => child,
-        Err(e) => fail(report_fd, EXIT_SETUP, e),
-    };
-    let served = responder.and_then(|r| serving(r, &blocked));
-    reap_until(child, &blocked, report_fd, served)
+    blocked
 }
 
 /// The namespaces a session's template holds, in the order it sends them.
@@ -401,18 +408,7 @@ pub fn run_warm(spec: &SandboxSpec, report_fd: RawFd, masks: &[(std::path::PathB
     }
     mark(spec, report_fd, "root refreshed");
     sys::close_fds_except(&[0, 1, 2, report_fd]);
-    let mut blocked = SigSet::empty();
-    blocked.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        blocked.add(s);
-    }
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
-        fail(
-            report_fd,
-            EXIT_SETUP,
-            format_args!("sigprocmask(SIG_BLOCK) in the init => {e}"),
-        );
-    }
+    let blocked = block_reaped(report_fd);
     let child = match sys::fork_process() {
         Ok(Forked::Child) => exec_command(spec, report_fd, None),
         Ok(Forked::Parent { child }) => child,

@@ -355,6 +355,19 @@ pub fn stop(info: &Info) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// One line about a session.
+fn describe(s: &Info, now: u64) -> String {
+    format!(
+        "{}  pid {}  {}  profile {}  up {}s  ends after {}s without a command",
+        s.key,
+        s.pid,
+        s.workspace.display(),
+        s.profile,
+        now.saturating_sub(s.started),
+        s.idle_secs
+    )
+}
+
 /// `shellcage session list | status | stop`.
 pub fn cli(command: &crate::cli::SessionCommand) -> anyhow::Result<i32> {
     use crate::cli::SessionCommand;
@@ -379,15 +392,7 @@ pub fn cli(command: &crate::cli::SessionCommand) -> anyhow::Result<i32> {
     match command {
         SessionCommand::List => {
             for s in list() {
-                println!(
-                    "{}  pid {}  {}  profile {}  up {}s  idle limit {}s",
-                    s.key,
-                    s.pid,
-                    s.workspace.display(),
-                    s.profile,
-                    now.saturating_sub(s.started),
-                    s.idle_secs
-                );
+                println!("{}", describe(&s, now));
             }
             Ok(0)
         }
@@ -398,15 +403,7 @@ pub fn cli(command: &crate::cli::SessionCommand) -> anyhow::Result<i32> {
                 return Ok(1);
             }
             for s in found {
-                println!(
-                    "session {}: pid {}, workspace {}, profile {}, up {}s, ends after {}s without a command",
-                    s.key,
-                    s.pid,
-                    s.workspace.display(),
-                    s.profile,
-                    now.saturating_sub(s.started),
-                    s.idle_secs
-                );
+                println!("{}", describe(&s, now));
             }
             Ok(0)
         }
