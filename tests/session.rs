@@ -224,8 +224,10 @@ fn sixty_four_commands_at_once() {
         expect_code(&out, 0);
         let text = stdout(&out);
         assert!(text.starts_with(&format!("n{i}\n")), "{text}");
-        // Each its own pid namespace: the shell is pid 2 there (pid 1 is its init).
-        assert_eq!(text.lines().nth(1), Some("2"), "{text}");
+        // Each its own pid namespace: the shell has the same small pid in every one
+        // (pid 1 is its init).
+        let pid: u32 = text.lines().nth(1).unwrap().parse().unwrap();
+        assert!(pid <= 3, "{text}");
     }
     assert_eq!(s.servers().len(), 1);
 }
@@ -459,6 +461,113 @@ fn session_list_status_and_stop() {
     assert!(wait_for(Duration::from_secs(10), || !alive(server)));
     let status = s.command(&["session", "status"]).output().unwrap();
     expect_code(&status, 1);
+}
+
+#[test]
+fn git_rewriting_the_config_on_the_host_ends_the_session_and_the_copy_still_holds() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let ok = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(s.ws.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    expect_code(&s.run(&[], "true"), 0);
+    let before = s.servers();
+    assert_eq!(before.len(), 1);
+    // git writes config.lock and renames it over .git/config: the kernel takes every
+    // mount on the old file away, the session's private-copy link with it.
+    let ok = Command::new("git")
+        .args(["config", "user.name", "host"])
+        .current_dir(s.ws.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = s.run(
+        &[],
+        "printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config; echo done",
+    );
+    assert_eq!(stdout(&out), "done\n", "{}", stderr(&out));
+    let host = std::fs::read_to_string(s.ws.path().join(".git/config")).unwrap();
+    assert!(
+        !host.contains("fsmonitor"),
+        "the host's config was written: {host}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(before[0])),
+        "the old session ended"
+    );
+}
+
+#[test]
+fn a_hidden_file_replaced_on_the_host_stays_hidden() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let profile = s.home.path().join("hide.toml");
+    std::fs::write(
+        &profile,
+        "version = 1\nextends = \"dev\"\n[filesystem]\nhide = [\"{workspace}/secret.txt\"]\n",
+    )
+    .unwrap();
+    let p = profile.to_str().unwrap();
+    s.ws.write("secret.txt", "old");
+    let first = s.run(&["--profile", p], "cat secret.txt 2>&1; true");
+    assert!(!stdout(&first).contains("old"), "{}", stdout(&first));
+    // An editor's save: a new file renamed over the hidden one.
+    let secret = canary();
+    s.ws.write("secret.new", &secret);
+    std::fs::rename(
+        s.ws.path().join("secret.new"),
+        s.ws.path().join("secret.txt"),
+    )
+    .unwrap();
+    let second = s.run(&["--profile", p], "cat secret.txt 2>&1; true");
+    assert!(!stdout(&second).contains(&secret), "{}", stdout(&second));
+}
+
+#[test]
+fn a_client_with_no_new_privs_gets_nothing_and_a_plain_one_is_answered() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let sock = std::fs::read_dir(s.sessions_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        .unwrap();
+    // What a sandbox without a user namespace (the container tier) looks like: same
+    // uid, same user namespace, but no_new_privs.
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ntry:\n s.connect({:?})\n s.send(b'{{\"key\":\"x\",\"argv\":[\"true\"],\"cwd\":\"/\",\"env\":[],\"report_file\":null,\"report\":false}}')\n s.settimeout(5)\n print(repr(s.recv(65536)))\nexcept Exception as e: print('error', e)",
+        sock.display().to_string()
+    );
+    let run = |nnp: bool| {
+        let mut c = Command::new("setpriv");
+        if nnp {
+            c.arg("--no-new-privs");
+        }
+        let out = c
+            .args(["/usr/bin/python3", "-c", &script])
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let refused = run(true);
+    assert!(
+        refused.trim() == "b''" || refused.starts_with("error"),
+        "refused without a word: {refused}"
+    );
+    assert!(run(false).contains("cold"), "a plain client is answered");
 }
 
 fn needs_sandbox() -> bool {

@@ -335,7 +335,19 @@ fn serve_template(
         }
     }
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    if let Err(e) = sys::send_fds(sys::borrow_fd(sock), b"ns", &borrowed) {
+    let mounts = match mount_count() {
+        Ok(n) => n,
+        Err(e) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("/proc/self/mountinfo: {e}"),
+        ),
+    };
+    if let Err(e) = sys::send_fds(
+        sys::borrow_fd(sock),
+        mounts.to_string().as_bytes(),
+        &borrowed,
+    ) {
         fail(
             report_fd,
             EXIT_SETUP,
@@ -379,23 +391,93 @@ fn serve_template(
     }
 }
 
+/// The command a session's pre-started sandbox gets (see [`run_warm`]), sent by its
+/// handler with the command's stdin, stdout and stderr.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct WarmCommand {
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub path: String,
+    pub cwd: std::path::PathBuf,
+    /// `.env` files and unreadable directories to mask (see [`mount::mask_for_command`]).
+    pub masks: Vec<(std::path::PathBuf, bool)>,
+}
+
+/// How a session's command starts: its masks known (`masks`), or pre-started, waiting
+/// on `sock` for its [`WarmCommand`] (`masks: None`). Either way the init says on
+/// `sock` when the command's root is checked and complete ([`WARM_READY`]).
+pub struct WarmStart<'a> {
+    pub sock: RawFd,
+    pub masks: Option<&'a [(std::path::PathBuf, bool)]>,
+}
+
+/// The byte a session's command init sends when its root is checked.
+pub const WARM_READY: u8 = b'k';
+
+/// The lines of `/proc/self/mountinfo`: the mounts of our mount namespace.
+pub fn mount_count() -> std::io::Result<usize> {
+    Ok(std::fs::read("/proc/self/mountinfo")?
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count())
+}
+
 /// A command of a session (see the `session` module): pid 1 of a new pid namespace, in a
 /// private copy of the session's mount namespace and in its other namespaces. Masks
-/// what the session's root does not (`masks`, see [`mount::refresh_for_command`]),
-/// mounts its own `/proc`, then runs the command as [`run_init`] does. Never returns.
-pub fn run_warm(spec: &SandboxSpec, report_fd: RawFd, masks: &[(std::path::PathBuf, bool)]) -> ! {
+/// what the session's root does not (see [`mount::mask_for_command`]), mounts its own
+/// `/proc`, then runs the command as [`run_init`] does. Pre-started (`WarmStart::Wait`),
+/// it mounts its `/proc` first and then waits for the command; the handler's end
+/// closing first means no command: it exits. Never returns.
+pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) -> ! {
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || sys::pipe_reader_gone(report_fd)
     {
         sys::exit_now(EXIT_SETUP);
     }
     mark(spec, report_fd, "init started");
-    if let Err(e) = mount::refresh_for_command(masks) {
+    if let Err(e) = mount::mount_own_proc() {
         fail(
             report_fd,
             EXIT_SETUP,
             format_args!("cannot prepare the session's filesystem for the command: {e}"),
         );
     }
+    let masks = match start.masks {
+        Some(m) => m.to_vec(),
+        None => match receive_command(spec, start.sock) {
+            Some(m) => m,
+            None => sys::exit_now(EXIT_SETUP),
+        },
+    };
+    mark(spec, report_fd, "command received");
+    // A file the host deleted or renamed over (git's config.lock, an editor's save, a
+    // secret replaced) takes every mount on it away, in every namespace: a protection
+    // of the session's root may be gone. Its mounts, and our /proc and /proc/sys, must
+    // all be there.
+    let expected = spec.warm_mounts + 2;
+    match mount_count() {
+        Ok(n) if n >= expected => {}
+        Ok(n) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!(
+                "the session's root lost {} of its mounts (a hidden or protected path was replaced on the host): the session ends",
+                expected - n
+            ),
+        ),
+        Err(e) => fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("/proc/self/mountinfo: {e}"),
+        ),
+    }
+    if let Err(e) = mount::mask_for_command(&masks) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot prepare the session's filesystem for the command: {e}"),
+        );
+    }
+    sys::write_all_raw(start.sock, &[WARM_READY]);
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         fail(
             report_fd,
@@ -414,7 +496,37 @@ pub fn run_warm(spec: &SandboxSpec, report_fd: RawFd, masks: &[(std::path::PathB
         Ok(Forked::Parent { child }) => child,
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
+    // Reaping and forwarding signals need no capability.
+    let _ = privileges::drop_held();
     reap_until(child, &blocked, report_fd, None)
+}
+
+/// Wait for the command on `sock`, take its stdio as 0, 1 and 2, and put it in `spec`.
+/// Returns its masks; `None` when the handler closed instead (no command).
+fn receive_command(spec: &mut SandboxSpec, sock: RawFd) -> Option<Vec<(std::path::PathBuf, bool)>> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let (n, fds) = loop {
+        match sys::recv_fds(sys::borrow_fd(sock), &mut buf) {
+            Err(e) if e.errno == nix::errno::Errno::EINTR => continue,
+            other => break other.ok()?,
+        }
+    };
+    if n == 0 || fds.len() != 3 {
+        return None;
+    }
+    let cmd: WarmCommand = serde_json::from_slice(&buf[..n]).ok()?;
+    for (fd, to) in fds.iter().zip(0..) {
+        // SAFETY: dup2 onto 0, 1 and 2, which this process owns.
+        if unsafe { libc::dup2(fd.as_raw_fd(), to) } < 0 {
+            return None;
+        }
+    }
+    let c = |v: Vec<u8>| std::ffi::CString::new(v).ok();
+    spec.command.argv = cmd.argv.into_iter().map(c).collect::<Option<_>>()?;
+    spec.command.envp = cmd.envp.into_iter().map(c).collect::<Option<_>>()?;
+    spec.command.path = cmd.path;
+    spec.command.cwd = cmd.cwd;
+    Some(cmd.masks)
 }
 
 /// What the network-namespace thread hands back: the namespace, and in mode none the

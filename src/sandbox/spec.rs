@@ -80,6 +80,9 @@ pub struct SandboxSpec {
     /// home, pyenv, proxy variables): a session's later commands get the same on top of
     /// their own environment.
     pub env_delta: Vec<(String, String)>,
+    /// A session's template: the mounts its root has (each command's copy must have
+    /// them all; 0 otherwise).
+    pub warm_mounts: usize,
     pub command: CommandSpec,
 }
 
@@ -329,6 +332,7 @@ pub fn describe_with(
     let mut spec = SandboxSpec {
         template: None,
         env_delta,
+        warm_mounts: 0,
         mounts,
         mapped_root,
         uid,

@@ -30,7 +30,97 @@ fn cold(conn: &OwnedFd, why: impl Into<String>) -> ! {
     sys::exit_now(0)
 }
 
-/// The handler. Never returns.
+/// What a command's sandbox is before its command is known: started (pre-started, or
+/// for this command), in its cgroups, with the signals blocked.
+struct Prepared {
+    spawned: Spawned,
+    signals: SignalGuard,
+    /// The init's socket: a pre-started one takes its command there, and every one says
+    /// there when its root is checked (see [`init::WarmStart`]).
+    go: OwnedFd,
+    /// Pre-started: the command is sent on `go`.
+    waits: bool,
+}
+
+/// Make the command's cgroups, block the signals, and start its sandbox (waiting for
+/// its command when `masks` is `None`).
+fn prepare(
+    session: &mut Session<'_>,
+    masks: Option<&[(PathBuf, bool)]>,
+    start: Instant,
+) -> Result<Prepared, String> {
+    let spec = &mut session.spec;
+    spec.command.timing = tracing::enabled!(tracing::Level::DEBUG).then_some(start);
+    if !session.cgroups.groups.is_empty() {
+        spec.cgroup = Some(Cgroup::create(&session.cgroups).map_err(|e| e.to_string())?);
+    }
+    let signals = match SignalGuard::block() {
+        Ok(s) => s,
+        Err(e) => {
+            remove_cgroup(spec);
+            return Err(e.to_string());
+        }
+    };
+    let (go, theirs) = match std::os::unix::net::UnixStream::pair() {
+        Ok((a, b)) => (OwnedFd::from(a), OwnedFd::from(b)),
+        Err(e) => {
+            remove_cgroup(spec);
+            return Err(e.to_string());
+        }
+    };
+    let spawned = spawn_warm(spec, &session.ns, theirs.as_raw_fd(), masks);
+    drop(theirs);
+    match spawned {
+        Ok(spawned) => Ok(Prepared {
+            spawned,
+            signals,
+            go,
+            waits: masks.is_none(),
+        }),
+        Err(why) => {
+            remove_cgroup(spec);
+            Err(why)
+        }
+    }
+}
+
+fn remove_cgroup(spec: &mut SandboxSpec) {
+    if let Some(cg) = spec.cgroup.take() {
+        let _ = cg.remove();
+    }
+}
+
+/// The client's stdio as our 0, 1 and 2: what shellcage says goes where a cold run's
+/// would (the server's stdio are /dev/null and its log).
+fn take_stdio(stdio: &[OwnedFd]) -> Result<(), String> {
+    for (fd, to) in stdio.iter().zip(0..) {
+        // SAFETY: dup2 onto 0, 1 and 2, which this process owns.
+        if unsafe { libc::dup2(fd.as_raw_fd(), to) } < 0 {
+            return Err("dup2 of the client's stdio failed".into());
+        }
+    }
+    Ok(())
+}
+
+/// Nothing of the server's but 0, 1, 2, `keep` and the session's namespaces (before
+/// anything of our own is opened).
+fn close_server_fds(session: &Session<'_>, keep: &[i32]) {
+    let mut all = vec![0, 1, 2];
+    all.extend_from_slice(keep);
+    all.extend(session.ns.iter().map(|f| f.as_raw_fd()));
+    sys::close_fds_except(&all);
+}
+
+/// Die with the server (and so do the commands: their inits die with us).
+fn bind_to_server(session: &Session<'_>) {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+        || nix::unistd::getppid().as_raw() != session.server
+    {
+        sys::exit_now(1);
+    }
+}
+
+/// The handler for one command whose sandbox is started for it. Never returns.
 pub(super) fn run(
     session: &mut Session<'_>,
     request: proto::CommandRequest,
@@ -39,23 +129,62 @@ pub(super) fn run(
     masks: Vec<(PathBuf, bool)>,
 ) -> ! {
     let start = Instant::now();
-    // Die with the server (and so do the commands: their inits die with us).
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
-        || nix::unistd::getppid().as_raw() != session.server
-    {
-        sys::exit_now(1);
-    }
-    for (fd, to) in stdio.iter().zip(0..) {
-        // SAFETY: dup2 onto 0, 1 and 2, which this process owns (the server's stdio are
-        // /dev/null and its log, not needed here).
-        if unsafe { libc::dup2(fd.as_raw_fd(), to) } < 0 {
-            cold(&conn, "dup2 of the client's stdio failed");
-        }
+    bind_to_server(session);
+    close_server_fds(session, &[conn.as_raw_fd()]);
+    if let Err(why) = take_stdio(&stdio) {
+        cold(&conn, why);
     }
     drop(stdio);
-    let mut keep = vec![0, 1, 2, conn.as_raw_fd()];
-    keep.extend(session.ns.iter().map(|f| f.as_raw_fd()));
-    sys::close_fds_except(&keep);
+    let prepared = match prepare(session, Some(&masks), start) {
+        Ok(p) => p,
+        Err(why) => cold(&conn, why),
+    };
+    serve(session, prepared, request, conn, &masks, start)
+}
+
+/// A spare handler: its command's sandbox is started before any command comes (in its
+/// cgroups, in the session's namespaces, its own /proc mounted), and waits; the server
+/// sends the next command's connection on `control`. Never returns.
+pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
+    bind_to_server(session);
+    close_server_fds(session, &[control.as_raw_fd()]);
+    let prepared = match prepare(session, None, Instant::now()) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::debug!(why, "session: no spare");
+            sys::exit_now(1)
+        }
+    };
+    let got = proto::recv::<super::proto::SpareRequest>(control.as_fd());
+    let start = Instant::now();
+    let Ok(Some((sr, mut fds))) = got else {
+        // No command (the server ends): the sandbox and its cgroups go.
+        let _ = nix::sys::signal::kill(prepared.spawned.child, Signal::SIGKILL);
+        let _ = waitpid(prepared.spawned.child, None);
+        remove_cgroup(&mut session.spec);
+        sys::exit_now(0)
+    };
+    drop(control);
+    if fds.len() != 4 {
+        sys::exit_now(1);
+    }
+    let conn = fds.remove(0);
+    if let Err(why) = take_stdio(&fds) {
+        cold(&conn, why);
+    }
+    drop(fds);
+    serve(session, prepared, sr.request, conn, &sr.masks, start)
+}
+
+/// The command is known and its sandbox started: run and conclude it.
+fn serve(
+    session: &mut Session<'_>,
+    prepared: Prepared,
+    request: proto::CommandRequest,
+    conn: OwnedFd,
+    masks: &[(PathBuf, bool)],
+    start: Instant,
+) -> ! {
     // The caller's environment and directory, for the command's environment and for
     // what is relative to them (the report file).
     let env: Vec<(OsString, OsString)> = request
@@ -107,29 +236,60 @@ pub(super) fn run(
         cwd,
         interactive: false,
         terminal: None,
-        timing: tracing::enabled!(tracing::Level::DEBUG).then_some(start),
+        timing: spec.command.timing,
     };
-    if !session.cgroups.groups.is_empty() {
-        match Cgroup::create(&session.cgroups) {
-            Ok(cg) => spec.cgroup = Some(cg),
-            Err(e) => cold(&conn, e.to_string()),
-        }
+    let Prepared {
+        spawned,
+        signals,
+        go,
+        waits,
+    } = prepared;
+    let mut taken = true;
+    if waits {
+        // The pre-started sandbox gets the command, with its stdio (ours now).
+        let cmd = init::WarmCommand {
+            argv: spec
+                .command
+                .argv
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            envp: spec
+                .command
+                .envp
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            path: spec.command.path.clone(),
+            cwd: spec.command.cwd.clone(),
+            masks: masks.to_vec(),
+        };
+        let stdio = [0, 1, 2].map(sys::borrow_fd);
+        taken = proto::send(go.as_fd(), &cmd, &stdio).is_ok();
     }
-    let signals = match SignalGuard::block() {
-        Ok(s) => s,
-        Err(e) => cold(&conn, e.to_string()),
-    };
-    tracing::debug!(target: "shellcage::timing", "session: command described {}", start.elapsed().as_micros());
-    let since = crate::git::repo::tick_start();
-    let spawned = match spawn_warm(spec, &session.ns, &masks) {
-        Ok(s) => s,
-        Err(why) => {
-            if let Some(cg) = spec.cgroup.take() {
-                let _ = cg.remove();
+    // Nothing is said to the client before the init has checked the root: until then a
+    // failure runs the command cold, and ends the session.
+    let mut byte = [0u8; 1];
+    let ready = taken
+        && loop {
+            match nix::unistd::read(go.as_fd(), &mut byte) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(1) => break byte[0] == init::WARM_READY,
+                _ => break false,
             }
-            cold(&conn, why)
-        }
-    };
+        };
+    drop(go);
+    if !ready {
+        let _ = nix::sys::signal::kill(spawned.child, Signal::SIGKILL);
+        let _ = waitpid(spawned.child, None);
+        let why = read_error(spawned.report)
+            .unwrap_or_else(|| "the session's sandbox did not start the command".into());
+        tracing::debug!(why, "session: broken");
+        remove_cgroup(spec);
+        let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
+        sys::exit_now(super::server::EXIT_BROKEN)
+    }
+    let since = crate::git::repo::tick_start();
     let me = sys::pidfd_open(nix::unistd::getpid()).ok();
     let started = proto::Reply::Started {
         handler: std::process::id() as i32,
@@ -202,7 +362,8 @@ pub(super) fn run(
         },
         &[],
     );
-    sys::exit_now(outcome.exit_code)
+    // Not the command's code: the server reads ours (EXIT_BROKEN means the session is not sound).
+    sys::exit_now(0)
 }
 
 /// A thread that waits for the client's end of the connection to close before the
@@ -233,10 +394,24 @@ fn watch_client(conn: &OwnedFd, init: Option<OwnedFd>) {
 /// Start the command's sandbox in the session's namespaces: a child joins them (and the
 /// command's cgroups), takes a private copy of the mount namespace, and clones pid 1 of
 /// a new pid namespace as our own child (`CLONE_PARENT`), then exits.
+/// The first error the sandbox reported on its report pipe (it ended).
+fn read_error(report: OwnedFd) -> Option<String> {
+    let mut dec = report::Decoder::default();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = nix::unistd::read(report.as_fd(), &mut chunk) {
+        dec.push(&chunk[..n]);
+    }
+    dec.finish().into_iter().find_map(|m| match m {
+        Message::Error(e) => Some(e),
+        _ => None,
+    })
+}
+
 fn spawn_warm(
-    spec: &SandboxSpec,
+    spec: &mut SandboxSpec,
     ns: &[OwnedFd],
-    masks: &[(PathBuf, bool)],
+    sock: i32,
+    masks: Option<&[(PathBuf, bool)]>,
 ) -> Result<Spawned, String> {
     let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
     let (pid_read, pid_write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
@@ -280,7 +455,7 @@ fn spawn_warm(
             match sys::clone_process(libc::CLONE_PARENT | libc::CLONE_NEWPID) {
                 Ok(Forked::Child) => {
                     drop(pid_write);
-                    init::run_warm(spec, fd, masks)
+                    init::run_warm(spec, fd, init::WarmStart { sock, masks })
                 }
                 Ok(Forked::Parent { child }) => {
                     sys::write_all_raw(pid_write.as_raw_fd(), &child.as_raw().to_le_bytes());
@@ -309,16 +484,8 @@ fn spawn_warm(
                 }
             };
             if n != 4 {
-                let mut dec = report::Decoder::default();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = nix::unistd::read(read.as_fd(), &mut chunk) {
-                    dec.push(&chunk[..n]);
-                }
-                let why = dec.finish().into_iter().find_map(|m| match m {
-                    Message::Error(e) => Some(e),
-                    _ => None,
-                });
-                return Err(why.unwrap_or_else(|| "the command's sandbox did not start".into()));
+                return Err(read_error(read)
+                    .unwrap_or_else(|| "the command's sandbox did not start".into()));
             }
             Ok(Spawned {
                 child: Pid::from_raw(i32::from_le_bytes(buf)),

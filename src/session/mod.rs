@@ -247,6 +247,8 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
         return None;
     }
     let mut handler: Option<OwnedFd> = None;
+    // Signals that came before the command started: forwarded once it has.
+    let mut pending: Vec<i32> = Vec::new();
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     loop {
         let mut fds = [
@@ -259,14 +261,24 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             while let Ok(Some(info)) = signals.fd.read_signal() {
-                if let Some(h) = &handler {
-                    let _ = crate::sys::pidfd_send_signal(h.as_fd(), info.ssi_signo as i32);
+                match &handler {
+                    Some(h) => {
+                        let _ = crate::sys::pidfd_send_signal(h.as_fd(), info.ssi_signo as i32);
+                    }
+                    None => pending.push(info.ssi_signo as i32),
                 }
             }
         }
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
             match proto::recv::<proto::Reply>(conn.as_fd()) {
-                Ok(Some((proto::Reply::Started { .. }, mut fds))) => handler = fds.pop(),
+                Ok(Some((proto::Reply::Started { .. }, mut fds))) => {
+                    handler = fds.pop();
+                    if let Some(h) = &handler {
+                        for sig in pending.drain(..) {
+                            let _ = crate::sys::pidfd_send_signal(h.as_fd(), sig);
+                        }
+                    }
+                }
                 Ok(Some((proto::Reply::Exit { code }, _))) => return Some(code),
                 Ok(Some((proto::Reply::Cold { why }, _))) => {
                     tracing::debug!(why, "no session: the server ran nothing");

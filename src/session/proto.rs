@@ -29,6 +29,14 @@ pub struct CommandRequest {
     pub report: bool,
 }
 
+/// What the server sends a spare handler: the command, and the masks the index asks for
+/// now (with the connection, stdin, stdout and stderr).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SpareRequest {
+    pub request: CommandRequest,
+    pub masks: Vec<(PathBuf, bool)>,
+}
+
 /// What the server (its handler for the command) answers.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -66,11 +66,15 @@ pub fn start(req: &Request, dir: &Path, key: &str) -> Result<(), String> {
                     Err(_) => break,
                 }
             }
-            match String::from_utf8_lossy(&said).trim() {
+            let result = match String::from_utf8_lossy(&said).trim() {
                 "ok" => Ok(()),
                 "" => Err("the session server ended while starting".into()),
                 why => Err(why.to_owned()),
+            };
+            if result.is_err() {
+                let _ = std::fs::remove_file(dir.join(format!("{key}.log")));
             }
+            result
         }
     }
 }
@@ -100,8 +104,43 @@ fn say_ready(ready: &OwnedFd, text: &str) {
     sys::write_all_raw(ready.as_raw_fd(), text.as_bytes());
 }
 
+/// Overwrite our command line (the first client's, inherited by the fork) with
+/// `shellcage session`: every command's pid 1 is a fork of this process, and its
+/// `/proc/1/cmdline` must not show another command's arguments.
+fn scrub_cmdline() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name's closing parenthesis; arg_start and arg_end are
+    // fields 48 and 49 (proc(5)), i.e. the 46th and 47th after it.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if end <= start || end - start > 1 << 20 {
+        return;
+    }
+    let text = b"shellcage\0session\0";
+    // SAFETY: [start, end) is this process's own argument area (mapped, writable: it
+    // is on the initial stack), as the kernel reports it; nothing reads the original
+    // arguments after the request was built from them.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        let n = text.len().min(area.len());
+        area[..n].copy_from_slice(&text[..n]);
+    }
+}
+
 /// The server. Never returns.
 fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
+    scrub_cmdline();
     // Our own stdio: nothing of the first client's (its terminal, its pipes) is kept.
     let log = dir.join(format!("{key}.log"));
     let null = std::fs::OpenOptions::new()
@@ -181,21 +220,14 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let _ = std::fs::write(&info_path, serde_json::to_vec(&info).unwrap_or_default());
     // The binary and the profile files: a change ends the session (the next command's
     // key differs anyway, so it never runs under the old policy).
-    let changes = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
-    if let Some(ch) = &changes {
-        let flags = AddWatchFlags::IN_MODIFY
-            | AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF
-            | AddWatchFlags::IN_CLOSE_WRITE;
-        if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
-            let _ = ch.add_watch(&exe, flags);
-        }
-        for (id, _) in &req.policy.profile_chain.0 {
-            let p = Path::new(id);
-            if p.is_absolute() {
-                let _ = ch.add_watch(p, flags);
-            }
+    // (The index's inotify instance: a user has only 128 of them.)
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        index.end_on_change(&exe);
+    }
+    for (id, _) in &req.policy.profile_chain.0 {
+        let p = Path::new(id);
+        if p.is_absolute() {
+            index.end_on_change(p);
         }
     }
     say_ready(&ready, "ok");
@@ -211,6 +243,8 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let mut handlers: HashMap<Pid, ()> = HashMap::new();
     let mut last = Instant::now();
     let mut draining: Option<&'static str> = None;
+    // A handler whose command's sandbox is already started, waiting for the next command.
+    let mut spare = fork_spare(&mut session);
     let stop = loop {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         if let Some(why) = draining {
@@ -236,9 +270,6 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         if draining.is_none() {
             fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
         }
-        if let Some(ch) = &changes {
-            fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
-        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => break Stop::Now("poll failed"),
@@ -255,7 +286,10 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
                     term = true;
                 }
             }
-            reap(&mut handlers, template, &mut last);
+            if reap(&mut handlers, template, &mut last, &mut spare) && draining.is_none() {
+                let _ = std::fs::remove_file(&sock_path);
+                draining = Some("the session's sandbox is no longer sound");
+            }
             if term {
                 break Stop::Now("stopped");
             }
@@ -266,25 +300,25 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         if ready[1] {
             index.update();
         }
+        if index.changed && draining.is_none() {
+            let _ = std::fs::remove_file(&sock_path);
+            draining = Some("shellcage's binary or a profile changed");
+        }
         if ready[2] {
             // The template never writes: its end closed (it died).
             break Stop::Now("the template ended");
         }
-        let mut at = 3;
-        if draining.is_none() {
-            if ready[at] {
-                if let Some(child) = accept(&listener, &mut session, &mut index, &listener, &sfd) {
+        if draining.is_none() && ready.get(3).copied().unwrap_or(false) {
+            {
+                if let Some((child, used_spare)) =
+                    accept(&listener, &mut session, &mut index, spare.as_ref())
+                {
                     handlers.insert(child, ());
+                    if used_spare {
+                        spare = fork_spare(&mut session);
+                    }
                 }
                 last = Instant::now();
-            }
-            at += 1;
-        }
-        if let Some(ch) = &changes {
-            if ready.get(at).copied().unwrap_or(false) {
-                let _ = ch.read_events();
-                let _ = std::fs::remove_file(&sock_path);
-                draining = Some("shellcage's binary or a profile changed");
             }
         }
     };
@@ -292,15 +326,20 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let _ = std::fs::remove_file(&sock_path);
     let _ = std::fs::remove_file(&info_path);
     drop(listener);
-    if let Stop::Now(_) = stop {
-        // Each handler has the parent-death signal: our exit kills them, and with them
-        // their commands (the commands' inits have it too).
+    // The spare sees its control socket close: its sandbox and cgroups go. Running
+    // handlers (Stop::Now) have the parent-death signal: our exit kills them, and with
+    // them their commands (the commands' inits have it too).
+    if let Some((pid, control)) = spare.take() {
+        drop(control);
+        let _ = waitpid(pid, None);
     }
+    let _ = &stop;
     drop(channel);
     let _ = waitpid(template, None);
     // Placeholders made once for the session, and the git config copies merged back.
     let _ = session.spec.cleanup();
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
     sys::exit_now(0)
 }
 
@@ -310,18 +349,49 @@ fn alive(pid: Pid) -> bool {
 
 /// Reap what ended: handlers (the count drives the idle deadline) and, if it died, the
 /// template (its channel's end says so too).
-fn reap(handlers: &mut HashMap<Pid, ()>, template: Pid, last: &mut Instant) {
+/// A handler's exit code when the session's sandbox is no longer sound (its root lost
+/// a mount, a pre-started sandbox failed): the server takes no more commands.
+pub(super) const EXIT_BROKEN: i32 = 3;
+
+fn reap(
+    handlers: &mut HashMap<Pid, ()>,
+    template: Pid,
+    last: &mut Instant,
+    spare: &mut Option<(Pid, OwnedFd)>,
+) -> bool {
+    let mut broken = false;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(status) => {
+                if matches!(status, WaitStatus::Exited(_, EXIT_BROKEN)) {
+                    broken = true;
+                }
                 if let Some(pid) = status.pid() {
-                    if pid != template && handlers.remove(&pid).is_some() {
+                    if spare.as_ref().is_some_and(|(p, _)| *p == pid) {
+                        // It could not prepare: commands get a handler of their own.
+                        *spare = None;
+                    } else if pid != template && handlers.remove(&pid).is_some() {
                         *last = Instant::now();
                     }
                 }
             }
         }
+    }
+    broken
+}
+
+/// Fork a spare handler (see [`super::handler::spare`]); `None` when that fails (each
+/// command then gets a handler forked for it).
+fn fork_spare(session: &mut Session<'_>) -> Option<(Pid, OwnedFd)> {
+    let (ours, theirs) = UnixStream::pair().ok()?;
+    match sys::fork_process() {
+        Ok(Forked::Child) => {
+            drop(ours);
+            super::handler::spare(session, OwnedFd::from(theirs))
+        }
+        Ok(Forked::Parent { child }) => Some((child, OwnedFd::from(ours))),
+        Err(_) => None,
     }
 }
 
@@ -346,6 +416,12 @@ fn build<'a>(
     let plan: Plan = plan::plan(policy, &features).map_err(|e| e.to_string())?;
     if plan.tier != Tier::Namespaces {
         return Err("this machine runs the container tier: nothing to keep".into());
+    }
+    if let Some(path) = &policy.audit {
+        // As a cold run refuses it: an audit log the command could reach.
+        crate::audit::AuditLog::open(path)
+            .and_then(|log| log.refuse_if_reachable(policy, plan.tier))
+            .map_err(|e| e.to_string())?;
     }
     let user = crate::request::user_name();
     let argv = [CString::new("true").unwrap_or_default()];
@@ -382,8 +458,15 @@ fn build<'a>(
     spec.template = None;
     let mut buf = [0u8; 16];
     let received = sys::recv_fds(ours.as_fd(), &mut buf);
-    match received {
-        Ok((n, fds)) if n > 0 && fds.len() == init::TEMPLATE_NAMESPACES.len() => {
+    let mounts = match &received {
+        Ok((n, _)) => std::str::from_utf8(&buf[..*n])
+            .ok()
+            .and_then(|t| t.parse().ok()),
+        Err(_) => None,
+    };
+    match (received, mounts) {
+        (Ok((_, fds)), Some(mounts)) if fds.len() == init::TEMPLATE_NAMESPACES.len() => {
+            spec.warm_mounts = mounts;
             // The template's report pipe stays open (its errors would come there);
             // nothing reads it after this, and the template writes nothing more.
             std::mem::forget(spawned.report);
@@ -466,6 +549,24 @@ fn peer_allowed(conn: BorrowedFd<'_>) -> Result<(), String> {
     if ours != theirs {
         return Err(format!("pid {} is in another user namespace", cred.pid()));
     }
+    // A sandbox without a user namespace (the container tier) is in ours: it has
+    // no_new_privs and a seccomp filter, which no client of ours has.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", cred.pid()))
+        .map_err(|e| format!("pid {}: {e}", cred.pid()))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_owned()
+    };
+    if field("NoNewPrivs:") != "0" || field("Seccomp:") != "0" {
+        return Err(format!(
+            "pid {} runs with no_new_privs or a seccomp filter",
+            cred.pid()
+        ));
+    }
     Ok(())
 }
 
@@ -475,9 +576,8 @@ fn accept(
     listener: &OwnedFd,
     session: &mut Session<'_>,
     index: &mut Index,
-    own_listener: &OwnedFd,
-    sfd: &SignalFd,
-) -> Option<Pid> {
+    spare: Option<&(Pid, OwnedFd)>,
+) -> Option<(Pid, bool)> {
     let conn = nix::sys::socket::accept4(
         listener.as_raw_fd(),
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
@@ -522,13 +622,49 @@ fn accept(
         Ok(m) => m,
         Err(why) => return cold(why),
     };
-    match sys::fork_process() {
-        Ok(Forked::Child) => {
-            let _ = (own_listener, sfd, &index.inotify);
-            super::handler::run(session, request, fds, conn, masks)
+    if let Some((pid, control)) = spare {
+        let handed = proto::SpareRequest { request, masks };
+        let mut pass = vec![conn.as_fd()];
+        pass.extend(fds.iter().map(|f| f.as_fd()));
+        match proto::send(control.as_fd(), &handed, &pass) {
+            Ok(()) => return Some((*pid, true)),
+            Err(e) => {
+                tracing::debug!(%e, "session: the spare did not take the command");
+                return cold("the spare handler is gone".into());
+            }
         }
-        Ok(Forked::Parent { child }) => Some(child),
+    }
+    match sys::fork_process() {
+        Ok(Forked::Child) => super::handler::run(session, request, fds, conn, masks),
+        Ok(Forked::Parent { child }) => Some((child, false)),
         Err(e) => cold(e.to_string()),
+    }
+}
+
+/// inotify sees every change only on a local filesystem: on a network or FUSE one,
+/// another machine's (or the FUSE server's) files appear without an event.
+fn local_filesystem(ws: &Path) -> Result<(), String> {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+        statfs,
+    };
+    let st = statfs(ws).map_err(|e| format!("statfs {}: {e}", ws.display()))?;
+    let t = st.filesystem_type();
+    let known = [
+        EXT4_SUPER_MAGIC,
+        XFS_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+        TMPFS_MAGIC,
+        OVERLAYFS_SUPER_MAGIC,
+    ];
+    if known.contains(&t) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is on a filesystem whose changes inotify may not see (type {:#x}): commands run cold",
+            ws.display(),
+            t.0
+        ))
     }
 }
 
@@ -550,6 +686,10 @@ pub(super) struct Index {
     rescan: bool,
     /// Why the index cannot be kept at all (the watch limit): commands run cold.
     broken: Option<String>,
+    /// Watches of files whose change ends the session (the binary, the profiles).
+    ends: std::collections::HashSet<WatchDescriptor>,
+    /// One of them changed.
+    pub changed: bool,
 }
 
 impl Index {
@@ -569,8 +709,11 @@ impl Index {
             fresh: BTreeSet::new(),
             rescan: false,
             broken: None,
+            ends: Default::default(),
+            changed: false,
         };
         if index.enabled {
+            local_filesystem(&policy.workspace)?;
             let ws = index.ws.clone();
             index.scan = index.walk(&ws)?;
             if let Some(why) = &index.broken {
@@ -578,6 +721,18 @@ impl Index {
             }
         }
         Ok(index)
+    }
+
+    /// Watch `file`: a change to it ends the session.
+    fn end_on_change(&mut self, file: &Path) {
+        let flags = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_CLOSE_WRITE;
+        if let Ok(wd) = self.inotify.add_watch(file, flags) {
+            self.ends.insert(wd);
+        }
     }
 
     fn watch_flags() -> AddWatchFlags {
@@ -617,16 +772,19 @@ impl Index {
 
     /// Read the pending events, and walk again what they make unknown.
     fn update(&mut self) {
-        if !self.enabled {
-            let _ = self.inotify.read_events();
-            return;
-        }
         loop {
             let events = match self.inotify.read_events() {
                 Ok(ev) if !ev.is_empty() => ev,
                 _ => break,
             };
             for ev in events {
+                if self.ends.contains(&ev.wd) {
+                    self.changed = true;
+                    continue;
+                }
+                if !self.enabled {
+                    continue;
+                }
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     self.rescan = true;
                     continue;

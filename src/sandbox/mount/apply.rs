@@ -656,59 +656,65 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
     }
 }
 
-/// A session's command, in its private copy of the session's mount namespace (see
-/// the `session` module): mask the `.env` files and unreadable directories `masks` that
-/// the session's root does not mask (made, or deleted and made again, since it was
-/// built: `(path, is a directory)`; a path gone meanwhile has nothing to hide), then
-/// mount the command's own `/proc` (its pid namespace is new) over the session's.
+/// A session's command, in its private copy of the session's mount namespace (see the
+/// `session` module): mask the `.env` files and unreadable directories `masks` that the
+/// session's root does not mask (made, or deleted and made again, since it was built:
+/// `(path, is a directory)`; a path gone meanwhile has nothing to hide).
 ///
 /// The masks come from a small read-only tmpfs mounted over `/proc` for the moment
 /// (nothing of the root is writable by us, and nothing there would be hidden), which
-/// is detached again before `/proc` is mounted.
-pub fn refresh_for_command(masks: &[(PathBuf, bool)]) -> Result<(), MountError> {
-    let proc = Path::new("/proc");
-    if !masks.is_empty() {
-        mount(
-            Some(Path::new("tmpfs")),
-            proc,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("size=4096,mode=0755"),
-        )?;
-        let (file, dir) = (proc.join("file"), proc.join("dir"));
-        sys::create_placeholder_file(&file, 0).map_err(io_err("create", &file))?;
-        std::fs::DirBuilder::new()
-            .mode(0o000)
-            .create(&dir)
-            .map_err(io_err("mkdir", &dir))?;
-        mount(
-            None,
-            proc,
-            None,
-            MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC,
-            Some("size=4096,mode=0755"),
-        )?;
-        for (at, is_dir) in masks {
-            let done = if *is_dir {
-                mount(Some(&dir), at, None, MsFlags::MS_BIND, None)
-            } else {
-                sys::mount_symlink_over(&file, at)
-            };
-            match done {
-                Ok(()) => {}
-                Err(e) if e.errno == nix::errno::Errno::ENOENT => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        nix::mount::umount2(proc, MntFlags::MNT_DETACH)
-            .map_err(|e| SysError::new("umount2", "/proc (masks)", e))?;
+/// is detached again afterwards.
+pub fn mask_for_command(masks: &[(PathBuf, bool)]) -> Result<(), MountError> {
+    if masks.is_empty() {
+        return Ok(());
     }
-    // Over the session's /proc, which stays mounted below: the kernel lets a user
-    // namespace mount a proc only while a fully visible one is there.
+    let proc = Path::new("/proc");
+    mount(
+        Some(Path::new("tmpfs")),
+        proc,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4096,mode=0755"),
+    )?;
+    let (file, dir) = (proc.join("file"), proc.join("dir"));
+    sys::create_placeholder_file(&file, 0).map_err(io_err("create", &file))?;
+    std::fs::DirBuilder::new()
+        .mode(0o000)
+        .create(&dir)
+        .map_err(io_err("mkdir", &dir))?;
+    mount(
+        None,
+        proc,
+        None,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        Some("size=4096,mode=0755"),
+    )?;
+    for (at, is_dir) in masks {
+        let done = if *is_dir {
+            mount(Some(&dir), at, None, MsFlags::MS_BIND, None)
+        } else {
+            sys::mount_symlink_over(&file, at)
+        };
+        match done {
+            Ok(()) => {}
+            Err(e) if e.errno == nix::errno::Errno::ENOENT => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    nix::mount::umount2(proc, MntFlags::MNT_DETACH)
+        .map_err(|e| SysError::new("umount2", "/proc (masks)", e))?;
+    Ok(())
+}
+
+/// A session's command: its own `/proc` (its pid namespace is new), over the session's,
+/// which stays mounted below: the kernel lets a user namespace mount a proc only while
+/// a fully visible one is there.
+pub fn mount_own_proc() -> Result<(), MountError> {
+    let proc = Path::new("/proc");
     mount(
         Some(Path::new("proc")),
         proc,

@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::sandbox::devices::{DeviceLink, DeviceNode, GpuNodes};
 use crate::sys::SysError;
 
-pub use apply::{apply, refresh_for_command};
+pub use apply::{apply, mask_for_command, mount_own_proc};
 pub use env_scan::EnvScan;
 pub use env_scan::{is_env_file, scan_watched};
 pub use layer::LayerDirs;
