@@ -279,6 +279,7 @@ fn serve(
             }
         };
     drop(go);
+    tracing::debug!(target: "shellcage::timing", "session: command's root checked {}", start.elapsed().as_micros());
     if !ready {
         let _ = nix::sys::signal::kill(spawned.child, Signal::SIGKILL);
         let _ = waitpid(spawned.child, None);
@@ -316,7 +317,9 @@ fn serve(
         false,
         None,
     );
+    tracing::debug!(target: "shellcage::timing", "session: command ended {}", start.elapsed().as_micros());
     let limits = spec.end_limits();
+    tracing::debug!(target: "shellcage::timing", "session: limits read, cgroups removed {}", start.elapsed().as_micros());
     let after_run = spec
         .mounts
         .as_ref()
@@ -326,6 +329,7 @@ fn serve(
         Some(kept) => home::in_session(kept),
         None => HomeUse::fresh(req.policy.home_mode, spec.home_unavailable.as_deref()),
     };
+    tracing::debug!(target: "shellcage::timing", "session: exit step done {}", start.elapsed().as_micros());
     drop(signals);
     let used = SessionUse {
         id: session.key.to_owned(),
@@ -355,6 +359,7 @@ fn serve(
         session: Some(&used),
     };
     launch::conclude(&req, &done, audit, &user);
+    tracing::debug!(target: "shellcage::timing", "session: concluded {}", start.elapsed().as_micros());
     let _ = proto::send(
         conn.as_fd(),
         &proto::Reply::Exit {
