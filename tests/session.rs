@@ -533,6 +533,69 @@ fn a_hidden_file_replaced_on_the_host_stays_hidden() {
 }
 
 #[test]
+fn the_host_tree_has_no_placeholders_between_commands() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    assert!(
+        Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(s.ws.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = || {
+        let o = Command::new("git")
+            .args(["status", "--porcelain", "--ignored"])
+            .current_dir(s.ws.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // During a command the names that must not be made are held ...
+    let first = s.run(
+        &[],
+        "echo x > .envrc 2>/dev/null && echo envrc-written; \
+         mkdir .vscode 2>/dev/null && echo vscode-made; \
+         echo '{}' > .mcp.json 2>/dev/null && echo mcp-written; true",
+    );
+    expect_code(&first, 0);
+    assert_eq!(stdout(&first), "", "{}", stderr(&first));
+    let server = s.servers();
+    assert_eq!(server.len(), 1);
+    // ... and between commands the host tree is the user's: nothing of ours in it.
+    assert_eq!(status(), "", "the host sees no placeholders between commands");
+    for name in [".envrc", ".vscode", ".mcp.json"] {
+        assert!(
+            std::fs::symlink_metadata(s.ws.path().join(name)).is_err(),
+            "{name} is not on the host between commands"
+        );
+    }
+    // The user makes one of those names on the host between commands: it is theirs,
+    // the next command cannot change it, and the session gives way to a new one.
+    std::fs::create_dir(s.ws.path().join(".vscode")).unwrap();
+    s.ws.write(".vscode/settings.json", "{}");
+    let second = s.run(
+        &[],
+        "echo evil > .vscode/settings.json 2>/dev/null && echo written; cat .vscode/settings.json",
+    );
+    expect_code(&second, 0);
+    assert_eq!(stdout(&second), "{}", "{}", stderr(&second));
+    assert_eq!(
+        std::fs::read_to_string(s.ws.path().join(".vscode/settings.json")).unwrap(),
+        "{}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(server[0])),
+        "the session that could not hold .vscode ended"
+    );
+    assert!(s.ws.path().join(".vscode").is_dir(), "the user's .vscode stays");
+    assert!(std::fs::symlink_metadata(s.ws.path().join(".envrc")).is_err());
+}
+
+#[test]
 fn a_client_with_no_new_privs_gets_nothing_and_a_plain_one_is_answered() {
     if !needs_sandbox() {
         return;

@@ -401,14 +401,17 @@ pub struct WarmCommand {
     pub cwd: std::path::PathBuf,
     /// `.env` files and unreadable directories to mask (see [`mount::mask_for_command`]).
     pub masks: Vec<(std::path::PathBuf, bool)>,
+    /// Placeholders to hold for the run (see [`mount::hold_placeholders`]).
+    pub holds: Vec<std::path::PathBuf>,
 }
 
-/// How a session's command starts: its masks known (`masks`), or pre-started, waiting
-/// on `sock` for its [`WarmCommand`] (`masks: None`). Either way the init says on
+/// How a session's command starts: its masks and holds known (`known`), or pre-started, waiting
+/// on `sock` for its [`WarmCommand`] (`known: None`). Either way the init says on
 /// `sock` when the command's root is checked and complete ([`WARM_READY`]).
 pub struct WarmStart<'a> {
     pub sock: RawFd,
-    pub masks: Option<&'a [(std::path::PathBuf, bool)]>,
+    /// The masks and the placeholders to hold, when the command is known.
+    pub known: Option<(&'a [(std::path::PathBuf, bool)], &'a [std::path::PathBuf])>,
 }
 
 /// The byte a session's command init sends when its root is checked.
@@ -441,10 +444,10 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
             format_args!("cannot prepare the session's filesystem for the command: {e}"),
         );
     }
-    let masks = match start.masks {
-        Some(m) => m.to_vec(),
+    let (masks, holds) = match start.known {
+        Some((m, h)) => (m.to_vec(), h.to_vec()),
         None => match receive_command(spec, start.sock) {
-            Some(m) => m,
+            Some(known) => known,
             None => sys::exit_now(EXIT_SETUP),
         },
     };
@@ -469,6 +472,13 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
             EXIT_SETUP,
             format_args!("/proc/self/mountinfo: {e}"),
         ),
+    }
+    if let Err(e) = mount::hold_placeholders(&holds) {
+        fail(
+            report_fd,
+            EXIT_SETUP,
+            format_args!("cannot hold the protected names for the command: {e}"),
+        );
     }
     if let Err(e) = mount::mask_for_command(&masks) {
         fail(
@@ -502,8 +512,12 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
 }
 
 /// Wait for the command on `sock`, take its stdio as 0, 1 and 2, and put it in `spec`.
-/// Returns its masks; `None` when the handler closed instead (no command).
-fn receive_command(spec: &mut SandboxSpec, sock: RawFd) -> Option<Vec<(std::path::PathBuf, bool)>> {
+/// Returns its masks and holds; `None` when the handler closed instead (no command).
+#[allow(clippy::type_complexity)]
+fn receive_command(
+    spec: &mut SandboxSpec,
+    sock: RawFd,
+) -> Option<(Vec<(std::path::PathBuf, bool)>, Vec<std::path::PathBuf>)> {
     let mut buf = vec![0u8; 256 * 1024];
     let (n, fds) = loop {
         match sys::recv_fds(sys::borrow_fd(sock), &mut buf) {
@@ -526,7 +540,7 @@ fn receive_command(spec: &mut SandboxSpec, sock: RawFd) -> Option<Vec<(std::path
     spec.command.envp = cmd.envp.into_iter().map(c).collect::<Option<_>>()?;
     spec.command.path = cmd.path;
     spec.command.cwd = cmd.cwd;
-    Some(cmd.masks)
+    Some((cmd.masks, cmd.holds))
 }
 
 /// What the network-namespace thread hands back: the namespace, and in mode none the

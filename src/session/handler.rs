@@ -18,6 +18,7 @@ use crate::audit::AuditLog;
 use crate::launch::{self, Done};
 use crate::sandbox::cgroup::{Cgroup, StartGate};
 use crate::sandbox::home::{self, HomeUse};
+use crate::sandbox::mount;
 use crate::sandbox::report::{self, Message};
 use crate::sandbox::spawn::Spawned;
 use crate::sandbox::spec::CommandSpec;
@@ -46,7 +47,7 @@ struct Prepared {
 /// its command when `masks` is `None`).
 fn prepare(
     session: &mut Session<'_>,
-    masks: Option<&[(PathBuf, bool)]>,
+    known: Option<(&[(PathBuf, bool)], &[PathBuf])>,
     start: Instant,
 ) -> Result<Prepared, String> {
     let spec = &mut session.spec;
@@ -68,14 +69,14 @@ fn prepare(
             return Err(e.to_string());
         }
     };
-    let spawned = spawn_warm(spec, &session.ns, theirs.as_raw_fd(), masks);
+    let spawned = spawn_warm(spec, &session.ns, theirs.as_raw_fd(), known);
     drop(theirs);
     match spawned {
         Ok(spawned) => Ok(Prepared {
             spawned,
             signals,
             go,
-            waits: masks.is_none(),
+            waits: known.is_none(),
         }),
         Err(why) => {
             remove_cgroup(spec);
@@ -135,11 +136,36 @@ pub(super) fn run(
         cold(&conn, why);
     }
     drop(stdio);
-    let prepared = match prepare(session, Some(&masks), start) {
+    let holds = hold(session, &conn);
+    let paths = holds.as_ref().map(|h| h.paths.clone()).unwrap_or_default();
+    let prepared = match prepare(session, Some((&masks, &paths)), start) {
         Ok(p) => p,
-        Err(why) => cold(&conn, why),
+        Err(why) => {
+            if let Some(h) = holds {
+                let _ = h.finish();
+            }
+            cold(&conn, why)
+        }
     };
-    serve(session, prepared, request, conn, &masks, start)
+    serve(session, prepared, request, conn, (&masks, holds), start)
+}
+
+/// The session's placeholders, put in place and held for this command. When that
+/// fails the tree no longer fits the session's plan (a name was made on the host): the
+/// command runs cold and the session ends.
+fn hold(session: &Session<'_>, conn: &OwnedFd) -> Option<mount::CommandHolds> {
+    if session.holds.is_empty() {
+        return None;
+    }
+    match mount::hold_for_command(&session.req.policy.workspace, &session.holds) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            let why = e.to_string();
+            tracing::debug!(why, "session: the placeholders cannot be held");
+            let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
+            sys::exit_now(super::server::EXIT_BROKEN)
+        }
+    }
 }
 
 /// A spare handler: its command's sandbox is started before any command comes (in its
@@ -173,7 +199,8 @@ pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
         cold(&conn, why);
     }
     drop(fds);
-    serve(session, prepared, sr.request, conn, &sr.masks, start)
+    let holds = hold(session, &conn);
+    serve(session, prepared, sr.request, conn, (&sr.masks, holds), start)
 }
 
 /// The command is known and its sandbox started: run and conclude it.
@@ -182,7 +209,7 @@ fn serve(
     prepared: Prepared,
     request: proto::CommandRequest,
     conn: OwnedFd,
-    masks: &[(PathBuf, bool)],
+    (masks, holds): (&[(PathBuf, bool)], Option<mount::CommandHolds>),
     start: Instant,
 ) -> ! {
     // The caller's environment and directory, for the command's environment and for
@@ -263,6 +290,7 @@ fn serve(
             path: spec.command.path.clone(),
             cwd: spec.command.cwd.clone(),
             masks: masks.to_vec(),
+            holds: holds.as_ref().map(|h| h.paths.clone()).unwrap_or_default(),
         };
         let stdio = [0, 1, 2].map(sys::borrow_fd);
         taken = proto::send(go.as_fd(), &cmd, &stdio).is_ok();
@@ -287,6 +315,9 @@ fn serve(
             .unwrap_or_else(|| "the session's sandbox did not start the command".into());
         tracing::debug!(why, "session: broken");
         remove_cgroup(spec);
+        if let Some(h) = holds {
+            let _ = h.finish();
+        }
         let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
         sys::exit_now(super::server::EXIT_BROKEN)
     }
@@ -320,11 +351,16 @@ fn serve(
     tracing::debug!(target: "shellcage::timing", "session: command ended {}", start.elapsed().as_micros());
     let limits = spec.end_limits();
     tracing::debug!(target: "shellcage::timing", "session: limits read, cgroups removed {}", start.elapsed().as_micros());
-    let after_run = spec
+    let mut after_run = spec
         .mounts
         .as_ref()
-        .map(|m| crate::sandbox::mount::after_command(m, since))
+        .map(|m| mount::after_command(m, since))
         .unwrap_or_default();
+    if let Some(h) = holds {
+        for line in h.finish() {
+            after_run.say(line);
+        }
+    }
     let home_use = match &spec.home {
         Some(kept) => home::in_session(kept),
         None => HomeUse::fresh(req.policy.home_mode, spec.home_unavailable.as_deref()),
@@ -416,7 +452,7 @@ fn spawn_warm(
     spec: &mut SandboxSpec,
     ns: &[OwnedFd],
     sock: i32,
-    masks: Option<&[(PathBuf, bool)]>,
+    known: Option<(&[(PathBuf, bool)], &[PathBuf])>,
 ) -> Result<Spawned, String> {
     let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
     let (pid_read, pid_write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
@@ -460,7 +496,7 @@ fn spawn_warm(
             match sys::clone_process(libc::CLONE_PARENT | libc::CLONE_NEWPID) {
                 Ok(Forked::Child) => {
                     drop(pid_write);
-                    init::run_warm(spec, fd, init::WarmStart { sock, masks })
+                    init::run_warm(spec, fd, init::WarmStart { sock, known })
                 }
                 Ok(Forked::Parent { child }) => {
                     sys::write_all_raw(pid_write.as_raw_fd(), &child.as_raw().to_le_bytes());

@@ -89,6 +89,9 @@ pub(super) struct Session<'a> {
     /// The template's namespaces, in [`init::TEMPLATE_NAMESPACES`] order.
     pub ns: Vec<OwnedFd>,
     pub server: i32,
+    /// The placeholders each command puts in place and holds for its own run (none are
+    /// on the host between commands).
+    pub holds: Vec<mount::Hold>,
 }
 
 /// Why the server stops.
@@ -467,6 +470,23 @@ fn build<'a>(
     match (received, mounts) {
         (Ok((_, fds)), Some(mounts)) if fds.len() == init::TEMPLATE_NAMESPACES.len() => {
             spec.warm_mounts = mounts;
+            // The template's placeholders leave the host's tree again (their mounts in
+            // the template go with them): each command holds them for its own run. What
+            // the template has then is what every command's root is checked against.
+            let holds = (spec.mounts.as_mut())
+                .map(|m| m.protection.release_placeholders())
+                .unwrap_or_default();
+            if !holds.is_empty() {
+                match template_mounts(spawned.child) {
+                    Ok(n) => spec.warm_mounts = n,
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(spawned.child, nix::sys::signal::Signal::SIGKILL);
+                        let _ = waitpid(spawned.child, None);
+                        spec.cleanup();
+                        return Err(format!("the template's mounts: {e}"));
+                    }
+                }
+            }
             // The template's report pipe stays open (its errors would come there);
             // nothing reads it after this, and the template writes nothing more.
             std::mem::forget(spawned.report);
@@ -478,6 +498,7 @@ fn build<'a>(
                     cgroups,
                     ns: fds,
                     server: std::process::id() as i32,
+                    holds,
                 },
                 spawned.child,
                 ours,
@@ -490,6 +511,14 @@ fn build<'a>(
             Err(why.unwrap_or_else(|| "the session's sandbox could not be built".into()))
         }
     }
+}
+
+/// How many mounts the template's namespace has (what its own count would say).
+fn template_mounts(template: Pid) -> std::io::Result<usize> {
+    Ok(std::fs::read(format!("/proc/{template}/mountinfo"))?
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count())
 }
 
 /// The first error line the sandbox reported (it failed to build).

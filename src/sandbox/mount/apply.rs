@@ -710,6 +710,20 @@ pub fn mask_for_command(masks: &[(PathBuf, bool)]) -> Result<(), MountError> {
     Ok(())
 }
 
+/// A session's command, in its private copy of the session's mount namespace: bind each
+/// of `paths` (the placeholders its handler put in place on the host for this command,
+/// see [`super::hold_for_command`]) read-only over itself, a final symlink not followed,
+/// as a cold run's protected paths are.
+pub fn hold_placeholders(paths: &[PathBuf]) -> Result<(), MountError> {
+    for p in paths {
+        let c = cpath(p);
+        let tree = sys::open_tree_clone(&c, false, true)?;
+        sys::detached_tree_attrs(tree.as_fd(), sys::MOUNT_RDONLY | sys::MOUNT_NOSUID_NODEV)?;
+        sys::move_mount_to(tree.as_fd(), &c)?;
+    }
+    Ok(())
+}
+
 /// A session's command: its own `/proc` (its pid namespace is new), over the session's,
 /// which stays mounted below: the kernel lets a user namespace mount a proc only while
 /// a fully visible one is there.

@@ -26,11 +26,11 @@ use crate::policy::Policy;
 use crate::sandbox::devices::{DeviceLink, DeviceNode, GpuNodes};
 use crate::sys::SysError;
 
-pub use apply::{apply, mask_for_command, mount_own_proc};
+pub use apply::{apply, hold_placeholders, mask_for_command, mount_own_proc};
 pub use env_scan::EnvScan;
 pub use env_scan::{is_env_file, scan_watched};
 pub use layer::LayerDirs;
-pub use protect::{AfterRun, Protection, RepoCheck};
+pub use protect::{AfterRun, CommandHolds, Hold, Protection, RepoCheck, hold_for_command};
 
 /// Device nodes bound from the host into the sandbox's /dev.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];

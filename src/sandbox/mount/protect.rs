@@ -85,6 +85,152 @@ impl Protection {
     }
 }
 
+/// A name a session's commands hold again, each for its own run: a placeholder the
+/// session's template was built with (see [`Protection::release_placeholders`]).
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub path: PathBuf,
+    shape: Shape,
+}
+
+impl Protection {
+    /// For a session (see the `session` module), once its template is built: the
+    /// placeholders made for it are removed again (unless another run still uses them)
+    /// and the workspace lock is let go, so that between commands the host's tree has
+    /// none of them (the user's `git status`, an editor making `.vscode`). Each command
+    /// holds them again for its own run ([`hold_for_command`]). Returns them.
+    pub fn release_placeholders(&mut self) -> Vec<Hold> {
+        let Some(placer) = &mut self.placer else {
+            return Vec::new();
+        };
+        let holds: Vec<Hold> = (placer.made.iter())
+            .map(|m| Hold {
+                path: m.path.clone(),
+                // What a run makes for that name today (older shapes are adopted only).
+                shape: if m.shape == Shape::Dot {
+                    Shape::Dot
+                } else {
+                    Shape::Link
+                },
+            })
+            .collect();
+        if placer.last_out() {
+            for (path, err) in placer.remove_all() {
+                tracing::warn!(path = %path.display(), %err, "placeholder not removed");
+            }
+        }
+        placer.forget_made();
+        self.placeholders.clear();
+        self.protected
+            .retain(|(p, _)| !holds.iter().any(|h| h.path == *p));
+        holds
+    }
+}
+
+/// The placeholders one command of a session holds for its run (see
+/// [`hold_for_command`]); [`CommandHolds::finish`] removes them when it is the last
+/// run to use the workspace.
+#[derive(Debug)]
+pub struct CommandHolds {
+    placer: Placer,
+    /// What the command's init binds read-only over itself.
+    pub paths: Vec<PathBuf>,
+}
+
+impl CommandHolds {
+    /// The command has ended: remove the placeholders if no other run uses them (lines
+    /// for stderr about any that could not be removed).
+    pub fn finish(self) -> Vec<String> {
+        if !self.placer.last_out() {
+            return Vec::new();
+        }
+        (self.placer.remove_all().into_iter())
+            .map(|(path, err)| {
+                format!(
+                    "shellcage: warning: placeholder {} not removed: {err}",
+                    path.display()
+                )
+            })
+            .collect()
+    }
+}
+
+/// A session's command: take the workspace lock (shared) and put each of the session's
+/// placeholders in place again (made, or taken over from a concurrent run). `Err` when
+/// a name is something else now (the host made it meanwhile) or cannot be reached: the
+/// session's plan no longer fits the tree, and the command runs cold.
+pub fn hold_for_command(ws: &Path, holds: &[Hold]) -> Result<CommandHolds, MountError> {
+    let mut placer = Placer::open(ws)?;
+    let umask = Umask::clear();
+    let result = holds.iter().try_for_each(|h| hold_one(&mut placer, ws, h));
+    drop(umask);
+    let out = CommandHolds {
+        placer,
+        paths: holds.iter().map(|h| h.path.clone()).collect(),
+    };
+    if let Err(e) = result {
+        let _ = out.finish();
+        return Err(e);
+    }
+    Ok(out)
+}
+
+fn hold_one(placer: &mut Placer, ws: &Path, hold: &Hold) -> Result<(), MountError> {
+    let changed = |why: String| {
+        MountError::Invalid(format!(
+            "{}: {why} since the session started",
+            hold.path.display()
+        ))
+    };
+    let rel = hold
+        .path
+        .strip_prefix(ws)
+        .map_err(|_| changed("outside the workspace".into()))?;
+    let names: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = names.split_last() else {
+        return Err(changed("not a name".into()));
+    };
+    let mut dir = 0;
+    for name in parents {
+        dir = placer
+            .open_dir(dir, name)
+            .map_err(|e| changed(format!("its directory changed ({e})")))?;
+    }
+    for _ in 0..2 {
+        match placer.stat(dir, last) {
+            Err(Errno::ENOENT) => match placer.make(dir, last, hold.shape) {
+                Ok(true) => return Ok(()),
+                // Made by a concurrent run (or the host) meanwhile: look again.
+                Ok(false) => continue,
+                Err(err) => {
+                    return Err(MountError::Io {
+                        what: "cannot create placeholder",
+                        path: hold.path.clone(),
+                        err,
+                    });
+                }
+            },
+            Ok(st) => {
+                return match placer.shape_of(dir, last, &st) {
+                    Some(shape) => {
+                        placer.adopt(dir, last, &st, shape);
+                        Ok(())
+                    }
+                    None => Err(changed("made on the host".into())),
+                };
+            }
+            Err(e) => return Err(changed(format!("cannot be read ({e})"))),
+        }
+    }
+    Err(changed("made on the host".into()))
+}
+
 pub(super) fn add(protected: &mut Vec<(PathBuf, Node)>, path: PathBuf, node: Node) {
     if !protected.iter().any(|(p, _)| p == &path) {
         protected.push((path, node));
@@ -609,7 +755,7 @@ impl AfterRun {
         self.notes.is_empty() && self.complete
     }
 
-    fn say(&mut self, line: String) {
+    pub fn say(&mut self, line: String) {
         crate::say!("{line}");
         let line = line.strip_prefix("shellcage: ").unwrap_or(&line).to_owned();
         self.notes.push(line);

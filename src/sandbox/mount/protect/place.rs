@@ -22,7 +22,7 @@
 //! shapes (left by a concurrent run or a SIGKILLed one).
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -148,6 +148,16 @@ impl Placer {
             Some(fd) => fd.as_fd(),
             None => self.lock.as_fd(),
         }
+    }
+
+    /// Let go of the placeholders made or adopted so far (they were removed, or are
+    /// another run's now) and of the workspace lock (a session between commands).
+    pub fn forget_made(&mut self) {
+        self.made.clear();
+        self.link_source = None;
+        self.dot_source = None;
+        // SAFETY: flock(2) on a descriptor this placer owns; LOCK_UN only releases.
+        unsafe { libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN) };
     }
 
     /// Is this run the last one using the workspace? (Upgrades the lock to
