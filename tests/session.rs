@@ -566,7 +566,11 @@ fn the_host_tree_has_no_placeholders_between_commands() {
     let server = s.servers();
     assert_eq!(server.len(), 1);
     // ... and between commands the host tree is the user's: nothing of ours in it.
-    assert_eq!(status(), "", "the host sees no placeholders between commands");
+    assert_eq!(
+        status(),
+        "",
+        "the host sees no placeholders between commands"
+    );
     for name in [".envrc", ".vscode", ".mcp.json"] {
         assert!(
             std::fs::symlink_metadata(s.ws.path().join(name)).is_err(),
@@ -591,8 +595,38 @@ fn the_host_tree_has_no_placeholders_between_commands() {
         wait_for(Duration::from_secs(10), || !alive(server[0])),
         "the session that could not hold .vscode ended"
     );
-    assert!(s.ws.path().join(".vscode").is_dir(), "the user's .vscode stays");
+    assert!(
+        s.ws.path().join(".vscode").is_dir(),
+        "the user's .vscode stays"
+    );
     assert!(std::fs::symlink_metadata(s.ws.path().join(".envrc")).is_err());
+}
+
+#[test]
+fn a_workspace_moved_away_ends_its_session_and_the_new_directory_is_used() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    s.ws.write("which", "old");
+    let first = s.run(&[], "cat which");
+    assert_eq!(stdout(&first), "old");
+    let server = s.servers();
+    assert_eq!(server.len(), 1);
+    // The directory is renamed away and a new one made at its path.
+    let away = s.ws.path().with_extension("away");
+    std::fs::rename(s.ws.path(), &away).unwrap();
+    std::fs::create_dir(s.ws.path()).unwrap();
+    s.ws.write("which", "new");
+    let second = s.run(&[], "cat which; echo x > written");
+    assert_eq!(stdout(&second), "new", "{}", stderr(&second));
+    assert!(s.ws.path().join("written").exists());
+    assert!(!away.join("written").exists(), "the old directory is untouched");
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(server[0])),
+        "the session of the old directory ended"
+    );
+    std::fs::remove_dir_all(&away).unwrap();
 }
 
 #[test]

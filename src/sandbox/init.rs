@@ -411,7 +411,14 @@ pub struct WarmCommand {
 pub struct WarmStart<'a> {
     pub sock: RawFd,
     /// The masks and the placeholders to hold, when the command is known.
-    pub known: Option<(&'a [(std::path::PathBuf, bool)], &'a [std::path::PathBuf])>,
+    pub known: Option<Known<'a>>,
+}
+
+/// A known command's masks (path, is a directory) and placeholders to hold.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    pub masks: &'a [(std::path::PathBuf, bool)],
+    pub holds: &'a [std::path::PathBuf],
 }
 
 /// The byte a session's command init sends when its root is checked.
@@ -445,7 +452,7 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         );
     }
     let (masks, holds) = match start.known {
-        Some((m, h)) => (m.to_vec(), h.to_vec()),
+        Some(k) => (k.masks.to_vec(), k.holds.to_vec()),
         None => match receive_command(spec, start.sock) {
             Some(known) => known,
             None => sys::exit_now(EXIT_SETUP),

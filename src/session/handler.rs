@@ -47,7 +47,7 @@ struct Prepared {
 /// its command when `masks` is `None`).
 fn prepare(
     session: &mut Session<'_>,
-    known: Option<(&[(PathBuf, bool)], &[PathBuf])>,
+    known: Option<init::Known<'_>>,
     start: Instant,
 ) -> Result<Prepared, String> {
     let spec = &mut session.spec;
@@ -138,7 +138,14 @@ pub(super) fn run(
     drop(stdio);
     let holds = hold(session, &conn);
     let paths = holds.as_ref().map(|h| h.paths.clone()).unwrap_or_default();
-    let prepared = match prepare(session, Some((&masks, &paths)), start) {
+    let prepared = match prepare(
+        session,
+        Some(init::Known {
+            masks: &masks,
+            holds: &paths,
+        }),
+        start,
+    ) {
         Ok(p) => p,
         Err(why) => {
             if let Some(h) = holds {
@@ -200,7 +207,14 @@ pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
     }
     drop(fds);
     let holds = hold(session, &conn);
-    serve(session, prepared, sr.request, conn, (&sr.masks, holds), start)
+    serve(
+        session,
+        prepared,
+        sr.request,
+        conn,
+        (&sr.masks, holds),
+        start,
+    )
 }
 
 /// The command is known and its sandbox started: run and conclude it.
@@ -452,7 +466,7 @@ fn spawn_warm(
     spec: &mut SandboxSpec,
     ns: &[OwnedFd],
     sock: i32,
-    known: Option<(&[(PathBuf, bool)], &[PathBuf])>,
+    known: Option<init::Known<'_>>,
 ) -> Result<Spawned, String> {
     let (read, write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;
     let (pid_read, pid_write) = sys::pipe_cloexec().map_err(|e| e.to_string())?;

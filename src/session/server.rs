@@ -303,9 +303,9 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         if ready[1] {
             index.update();
         }
-        if index.changed && draining.is_none() {
+        if let (Some(why), None) = (index.changed, draining) {
             let _ = std::fs::remove_file(&sock_path);
-            draining = Some("shellcage's binary or a profile changed");
+            draining = Some(why);
         }
         if ready[2] {
             // The template never writes: its end closed (it died).
@@ -480,7 +480,10 @@ fn build<'a>(
                 match template_mounts(spawned.child) {
                     Ok(n) => spec.warm_mounts = n,
                     Err(e) => {
-                        let _ = nix::sys::signal::kill(spawned.child, nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(
+                            spawned.child,
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                         let _ = waitpid(spawned.child, None);
                         spec.cleanup();
                         return Err(format!("the template's mounts: {e}"));
@@ -647,6 +650,15 @@ fn accept(
     }
     // Whatever happened in the workspace up to the request is in the index now.
     index.update();
+    if let Some(why) = index.changed {
+        return cold(why.into());
+    }
+    // The directory at the workspace's path is still the one the session was built on
+    // (a rename away and a new directory in its place: the watch saw the rename, this
+    // sees the result).
+    if dir_id(&session.req.policy.workspace).ok() != Some(index.root_id) {
+        return cold("the workspace directory is not the session's any more".into());
+    }
     let masks = match index.masks_for_command() {
         Ok(m) => m,
         Err(why) => return cold(why),
@@ -668,6 +680,13 @@ fn accept(
         Ok(Forked::Parent { child }) => Some((child, false)),
         Err(e) => cold(e.to_string()),
     }
+}
+
+/// A directory's (device, inode).
+fn dir_id(p: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p)?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// inotify sees every change only on a local filesystem: on a network or FUSE one,
@@ -717,8 +736,12 @@ pub(super) struct Index {
     broken: Option<String>,
     /// Watches of files whose change ends the session (the binary, the profiles).
     ends: std::collections::HashSet<WatchDescriptor>,
-    /// One of them changed.
-    pub changed: bool,
+    /// The watch of the workspace directory itself (moved or deleted: the session ends).
+    root: Option<WatchDescriptor>,
+    /// The workspace directory the session was built on (device, inode).
+    root_id: (u64, u64),
+    /// Why the session must end: one of `ends` changed, or the workspace went.
+    pub changed: Option<&'static str>,
 }
 
 impl Index {
@@ -739,7 +762,10 @@ impl Index {
             rescan: false,
             broken: None,
             ends: Default::default(),
-            changed: false,
+            root: None,
+            root_id: dir_id(&policy.workspace)
+                .map_err(|e| format!("{}: {e}", policy.workspace.display()))?,
+            changed: None,
         };
         if index.enabled {
             local_filesystem(&policy.workspace)?;
@@ -749,6 +775,22 @@ impl Index {
                 return Err(why.clone());
             }
         }
+        // The workspace itself: moved away or deleted, the session's root no longer is
+        // the directory at its path. (Watched already when the index is kept: the same
+        // watch, with the same flags.)
+        let flags = if index.enabled {
+            Self::watch_flags()
+        } else {
+            AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_ONLYDIR
+                | AddWatchFlags::IN_DONT_FOLLOW
+        };
+        let wd = index
+            .inotify
+            .add_watch(&policy.workspace, flags)
+            .map_err(|e| format!("cannot watch {}: {e}", policy.workspace.display()))?;
+        index.root = Some(wd);
         Ok(index)
     }
 
@@ -808,8 +850,19 @@ impl Index {
             };
             for ev in events {
                 if self.ends.contains(&ev.wd) {
-                    self.changed = true;
+                    self.changed
+                        .get_or_insert("shellcage's binary or a profile changed");
                     continue;
+                }
+                if Some(ev.wd) == self.root
+                    && ev.mask.intersects(
+                        AddWatchFlags::IN_MOVE_SELF
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_IGNORED,
+                    )
+                {
+                    self.changed
+                        .get_or_insert("the workspace directory was moved or deleted");
                 }
                 if !self.enabled {
                     continue;
