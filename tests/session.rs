@@ -621,12 +621,63 @@ fn a_workspace_moved_away_ends_its_session_and_the_new_directory_is_used() {
     let second = s.run(&[], "cat which; echo x > written");
     assert_eq!(stdout(&second), "new", "{}", stderr(&second));
     assert!(s.ws.path().join("written").exists());
-    assert!(!away.join("written").exists(), "the old directory is untouched");
+    assert!(
+        !away.join("written").exists(),
+        "the old directory is untouched"
+    );
     assert!(
         wait_for(Duration::from_secs(10), || !alive(server[0])),
         "the session of the old directory ended"
     );
     std::fs::remove_dir_all(&away).unwrap();
+}
+
+#[test]
+fn each_command_merges_its_git_config_changes_when_it_ends() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(s.ws.path())
+            .env("HOME", s.home.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    let first = s.run(&[], "git config user.name a && git config alias.x '!id'");
+    expect_code(&first, 0);
+    let err = stderr(&first);
+    assert!(
+        err.contains("merged user.name") && err.contains("refused alias.x"),
+        "{err}"
+    );
+    assert_eq!(
+        git(&["config", "user.name"]),
+        "a",
+        "merged when the command ended"
+    );
+    assert_eq!(git(&["config", "alias.x"]), "");
+    let second = s.run(&[], "git config user.name b");
+    expect_code(&second, 0);
+    let err = stderr(&second);
+    assert!(err.contains("merged user.name"), "{err}");
+    assert!(
+        !err.contains("alias.x"),
+        "said once, by the command that set it: {err}"
+    );
+    assert_eq!(git(&["config", "user.name"]), "b");
+    let third = s.run(&[], "git config user.name");
+    assert_eq!(stdout(&third), "b\n");
+    assert!(
+        !stderr(&third).contains(".git/config"),
+        "{}",
+        stderr(&third)
+    );
+    assert_eq!(git(&["config", "alias.x"]), "");
 }
 
 #[test]

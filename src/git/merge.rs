@@ -79,6 +79,34 @@ pub fn merge_into_file(
     outcome.ok_or(MergeError::Verify)
 }
 
+/// [`merge_into_file`] for a session's command: [`merge_since`] `prev`.
+pub fn merge_command_into_file(
+    host: &std::path::Path,
+    base: &[u8],
+    prev: &[u8],
+    private_copy: &std::path::Path,
+    policy: &Policy,
+    ctx: &Context,
+) -> Result<Merge, MergeError> {
+    let sandbox = super::files::read_regular(private_copy, super::config::MAX_CONFIG_SIZE)?
+        .ok_or(MergeError::NoSandboxCopy)?;
+    let mut outcome = None;
+    super::files::update_locked(host, |current: Option<Vec<u8>>| {
+        let m = merge_since(
+            base,
+            prev,
+            current.as_deref().unwrap_or_default(),
+            &sandbox,
+            policy,
+            ctx,
+        )?;
+        let write = (!m.is_noop()).then(|| m.text.clone());
+        outcome = Some(m);
+        Ok::<_, MergeError>(write)
+    })?;
+    outcome.ok_or(MergeError::Verify)
+}
+
 impl Merge {
     pub fn is_noop(&self) -> bool {
         self.applied.is_empty()
@@ -118,11 +146,64 @@ pub fn merge(
     ctx: &Context,
 ) -> Result<Merge, MergeError> {
     let base_map = Config::parse(base).map_err(MergeError::Base)?.values();
+    merge_maps(base_map, None, current, sandbox, policy, ctx)
+}
+
+/// A session's command ended (its copy lives as long as the session): merge what this
+/// command changed in the copy, `prev` being the copy when it started. Only keys whose
+/// values differ between `prev` and `sandbox` are judged (what earlier commands changed
+/// was merged or refused, and said, then). `prev` is the sandbox's own text, so it is
+/// never taken as what the host had: a key's base is the host's current value where
+/// `prev` agrees with it (unchanged, or merged by an earlier command), else `base`,
+/// the host file when the session started (a key the host changed meanwhile is then
+/// refused as changed on the host, as in a single run).
+pub fn merge_since(
+    base: &[u8],
+    prev: &[u8],
+    current: &[u8],
+    sandbox: &[u8],
+    policy: &Policy,
+    ctx: &Context,
+) -> Result<Merge, MergeError> {
+    let orig = Config::parse(base).map_err(MergeError::Base)?.values();
+    let prev_map = Config::parse(prev).map_err(MergeError::Sandbox)?.values();
+    let cur_map = Config::parse(current)
+        .map_err(MergeError::Current)?
+        .values();
+    let mut base_map = ValueMap::new();
+    let keys: BTreeSet<&Vec<u8>> = orig
+        .keys()
+        .chain(prev_map.keys())
+        .chain(cur_map.keys())
+        .collect();
+    for k in keys {
+        let (p, c) = (prev_map.get(k), cur_map.get(k));
+        let v = if p == c { c } else { orig.get(k) };
+        if let Some(v) = v {
+            base_map.insert(k.clone(), v.clone());
+        }
+    }
+    merge_maps(base_map, Some(&prev_map), current, sandbox, policy, ctx)
+}
+
+/// [`merge`] from a parsed base; with `prev`, only the keys `sandbox` changed since.
+fn merge_maps(
+    base_map: ValueMap,
+    prev: Option<&ValueMap>,
+    current: &[u8],
+    sandbox: &[u8],
+    policy: &Policy,
+    ctx: &Context,
+) -> Result<Merge, MergeError> {
     let cur_cfg = Config::parse(current).map_err(MergeError::Current)?;
     let cur_map = cur_cfg.values();
     let sandbox_cfg = Config::parse(sandbox).map_err(MergeError::Sandbox)?;
     let sandbox_map = sandbox_cfg.values();
-    let ctx = ctx.clone().with_remotes_of(&base_map);
+    // A remote is existing if the base or the host has it now.
+    let ctx = ctx
+        .clone()
+        .with_remotes_of(&base_map)
+        .with_remotes_of(&cur_map);
 
     let none: Vec<Value> = Vec::new();
     // In the order the sandbox's file has them, then the ones it dropped.
@@ -132,6 +213,7 @@ pub fn merge(
         .iter()
         .map(|e| &e.key)
         .chain(base_map.keys())
+        .chain(prev.into_iter().flat_map(|p| p.keys()))
         .filter(|k| seen.insert(*k))
         .collect();
     let (mut applied, mut refused) = (Vec::new(), Vec::new());
@@ -140,6 +222,9 @@ pub fn merge(
         let before = base_map.get(key).unwrap_or(&none);
         let after = sandbox_map.get(key).unwrap_or(&none);
         let now = cur_map.get(key).unwrap_or(&none);
+        if prev.is_some_and(|p| p.get(key).unwrap_or(&none) == after) {
+            continue;
+        }
         if before == after || now == after {
             continue;
         }
@@ -357,6 +442,80 @@ fn splice(
 impl super::config::KeyParts<'_> {
     fn to_owned_parts(self) -> (Vec<u8>, Option<Vec<u8>>) {
         (self.section.to_vec(), self.subsection.map(<[u8]>::to_vec))
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::git::policy::MERGE_BACK;
+
+    const HOST: &str =
+        "[remote \"origin\"]\n\turl = https://example.com/o.git\n[user]\n\tname = t\n";
+
+    fn step(base: &str, prev: &str, cur: &str, sandbox: &str) -> Merge {
+        merge_since(
+            base.as_bytes(),
+            prev.as_bytes(),
+            cur.as_bytes(),
+            sandbox.as_bytes(),
+            &MERGE_BACK,
+            &Context::default(),
+        )
+        .unwrap()
+    }
+
+    fn keys(v: &[Vec<u8>]) -> Vec<String> {
+        v.iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_command_merges_only_its_own_changes() {
+        // Command 1: user.name applied, an alias refused.
+        let c1 = format!("{HOST}[alias]\n\tx = !id\n").replace("name = t", "name = a");
+        let m1 = step(HOST, HOST, HOST, &c1);
+        assert_eq!(keys(&m1.applied), ["user.name"]);
+        assert_eq!(m1.refused.len(), 1);
+        let host1 = String::from_utf8(m1.text).unwrap();
+        // Command 2 changes user.name again: applied (the host's value is ours, not a
+        // change on the host), and the alias is not judged (or said) again.
+        let c2 = c1.replace("name = a", "name = b");
+        let m2 = step(HOST, &c1, &host1, &c2);
+        assert_eq!(keys(&m2.applied), ["user.name"]);
+        assert!(m2.refused.is_empty(), "{:?}", m2.refused);
+        assert!(String::from_utf8_lossy(&m2.text).contains("name = b"));
+        // Command 3 changes nothing: nothing said.
+        let host2 = String::from_utf8(m2.text).unwrap();
+        let m3 = step(HOST, &c2, &host2, &c2);
+        assert!(m3.applied.is_empty() && m3.refused.is_empty());
+    }
+
+    #[test]
+    fn a_copy_that_lost_a_remote_the_host_has_cannot_add_to_it() {
+        // The copy has no "origin" (whatever an earlier command did) while the host
+        // still has it: a push URL for "origin" changes the host's existing remote.
+        let prev = "[user]\n\tname = t\n";
+        let c2 = format!("{prev}[remote \"origin\"]\n\tpushurl = https://evil.example/x.git\n");
+        let m = step(HOST, prev, HOST, &c2);
+        assert!(m.applied.is_empty(), "{:?}", keys(&m.applied));
+        assert_eq!(m.refused.len(), 1);
+        assert!(!String::from_utf8_lossy(&m.text).contains("evil"));
+        // Also for a remote the host added after the session started.
+        let host = format!("{HOST}[remote \"new\"]\n\turl = https://example.com/n.git\n");
+        let c3 = format!("{HOST}[remote \"new\"]\n\tpushurl = https://evil.example/x.git\n");
+        let m = step(HOST, HOST, &host, &c3);
+        assert!(m.applied.is_empty(), "{:?}", keys(&m.applied));
+    }
+
+    #[test]
+    fn a_change_on_the_host_between_commands_is_kept() {
+        let c1 = HOST.replace("name = t", "name = a");
+        let host = HOST.replace("name = t", "name = user-set");
+        let m = step(HOST, HOST, &host, &c1);
+        assert!(m.applied.is_empty());
+        assert!(String::from_utf8_lossy(&m.text).contains("name = user-set"));
     }
 }
 

@@ -137,6 +137,7 @@ pub(super) fn run(
     }
     drop(stdio);
     let holds = hold(session, &conn);
+    let git = git_snapshots(session);
     let paths = holds.as_ref().map(|h| h.paths.clone()).unwrap_or_default();
     let prepared = match prepare(
         session,
@@ -154,7 +155,29 @@ pub(super) fn run(
             cold(&conn, why)
         }
     };
-    serve(session, prepared, request, conn, (&masks, holds), start)
+    serve(
+        session,
+        prepared,
+        request,
+        conn,
+        Before {
+            masks: &masks,
+            holds,
+            git,
+        },
+        start,
+    )
+}
+
+/// What the session's git config copies hold before the command starts: what it
+/// changes in them is merged when it ends.
+fn git_snapshots(session: &Session<'_>) -> Vec<Option<Vec<u8>>> {
+    session
+        .spec
+        .mounts
+        .as_ref()
+        .map(mount::git_snapshots)
+        .unwrap_or_default()
 }
 
 /// The session's placeholders, put in place and held for this command. When that
@@ -207,14 +230,27 @@ pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
     }
     drop(fds);
     let holds = hold(session, &conn);
+    let git = git_snapshots(session);
     serve(
         session,
         prepared,
         sr.request,
         conn,
-        (&sr.masks, holds),
+        Before {
+            masks: &sr.masks,
+            holds,
+            git,
+        },
         start,
     )
+}
+
+/// What is set for a command before it starts: its masks, the placeholders held for
+/// it, what the git config copies hold.
+struct Before<'a> {
+    masks: &'a [(PathBuf, bool)],
+    holds: Option<mount::CommandHolds>,
+    git: Vec<Option<Vec<u8>>>,
 }
 
 /// The command is known and its sandbox started: run and conclude it.
@@ -223,9 +259,14 @@ fn serve(
     prepared: Prepared,
     request: proto::CommandRequest,
     conn: OwnedFd,
-    (masks, holds): (&[(PathBuf, bool)], Option<mount::CommandHolds>),
+    before: Before<'_>,
     start: Instant,
 ) -> ! {
+    let Before {
+        masks,
+        holds,
+        git: git_before,
+    } = before;
     // The caller's environment and directory, for the command's environment and for
     // what is relative to them (the report file).
     let env: Vec<(OsString, OsString)> = request
@@ -368,7 +409,7 @@ fn serve(
     let mut after_run = spec
         .mounts
         .as_ref()
-        .map(|m| mount::after_command(m, since))
+        .map(|m| mount::after_command(m, since, &git_before))
         .unwrap_or_default();
     if let Some(h) = holds {
         for line in h.finish() {

@@ -102,12 +102,21 @@ attack!(secret_env_scan_budget_filled_by_command, "secrets", |c| {
     c.seen(out.all().trim());
     c.assert_no_canary(&out);
     assert!(out.stdout.contains("rc=1"), "{out:?}");
-    // A profile with a small budget: refused before anything runs.
+    // A profile with a small budget: refused before anything runs (cold; a session
+    // keeps an index of the whole workspace, with no budget: the file stays hidden).
     c.plant(
         ".config/shellcage/profiles/small-scan.toml",
         "version = 1\nextends = \"dev\"\n[filesystem.env_files]\nmax_dirs = 1000\n",
     );
-    let refused = c.sc(&["--profile", "small-scan"], "touch ran; cat zzz/.env");
+    if std::env::var("SHELLCAGE_SESSION").is_ok_and(|v| v == "auto") {
+        let warm = c.sc(&["--profile", "small-scan"], "cat zzz/.env; echo rc=$?");
+        c.assert_no_canary(&warm);
+        assert!(warm.stdout.contains("rc=1"), "{warm:?}");
+    }
+    let refused = c.sc(
+        &["--no-session", "--profile", "small-scan"],
+        "touch ran; cat zzz/.env",
+    );
     c.assert_no_canary(&refused);
     assert_eq!(refused.code, Some(125), "{refused:?}");
     assert!(

@@ -372,8 +372,17 @@ impl MountPlan {
 
 /// Undo what [`prepare`] did on the host. Called by the supervisor on every
 /// exit path (normal, signal, error).
-pub fn after_command(plan: &MountPlan, since: (i64, i64)) -> protect::AfterRun {
-    protect::after_command(&plan.protection, since)
+pub fn after_command(
+    plan: &MountPlan,
+    since: (i64, i64),
+    git_before: &[Option<Vec<u8>>],
+) -> protect::AfterRun {
+    protect::after_command(&plan.protection, since, git_before)
+}
+
+/// See [`protect::git_snapshots`].
+pub fn git_snapshots(plan: &MountPlan) -> Vec<Option<Vec<u8>>> {
+    protect::git_snapshots(&plan.protection)
 }
 
 /// Undo what the plan did on the host, and the exit step (see [`protect::cleanup`]).

@@ -830,17 +830,35 @@ pub fn cleanup(protection: &Protection) -> AfterRun {
     after
 }
 
+/// A session's command is about to start: what each git config copy holds (see
+/// [`after_command`]).
+pub fn git_snapshots(protection: &Protection) -> Vec<Option<Vec<u8>>> {
+    protection.git.iter().map(|c| c.snapshot()).collect()
+}
+
 /// A session's command has ended (see the `session` module): the exit step for what it
-/// may have left in the workspace (new root files matching a protected pattern,
-/// repositories made or changed since `since`, the command's start). The
-/// placeholders and the git config copies stay: they are the session's, undone by
-/// [`cleanup`] when it ends.
-pub fn after_command(protection: &Protection, since: (i64, i64)) -> AfterRun {
+/// may have left in the workspace (what it changed in the git config copies since
+/// `git_before`, merged as at a run's end; new root files matching a protected pattern;
+/// repositories made or changed since `since`, the command's start). The copies stay,
+/// and the placeholders of other commands: they are the session's, undone by [`cleanup`]
+/// when it ends.
+pub fn after_command(
+    protection: &Protection,
+    since: (i64, i64),
+    git_before: &[Option<Vec<u8>>],
+) -> AfterRun {
     let mut after = AfterRun::default();
     let Some(placer) = &protection.placer else {
         return after;
     };
     let ws = placer.dir_path(0);
+    for (i, copy) in protection.git.iter().enumerate() {
+        let shown = copy.host.strip_prefix(ws).unwrap_or(&copy.host);
+        let prev = git_before.get(i).and_then(|p| p.as_deref());
+        if let Some(line) = copy.merge_command(shown, prev) {
+            after.say(line);
+        }
+    }
     let (lines, patterns_done) = disable_new_matches(protection, ws);
     for line in lines {
         after.say(line);

@@ -216,6 +216,42 @@ impl PrivateConfig {
         out
     }
 
+    /// What the copy holds now (a session's command is about to start).
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        crate::git::files::read_regular(&self.private, MAX_CONFIG_SIZE)
+            .ok()
+            .flatten()
+    }
+
+    /// A session's command has ended: merge what it changed in the copy since `prev`
+    /// (see [`crate::git::merge::merge_since`]); the copy stays. One line, names only.
+    pub fn merge_command(&self, display: &Path, prev: Option<&[u8]>) -> Option<String> {
+        let prev = prev.unwrap_or(&self.base);
+        let now = crate::git::files::read_regular(&self.private, MAX_CONFIG_SIZE);
+        if now.as_ref().is_ok_and(|t| t.as_deref() == Some(prev)) {
+            return None;
+        }
+        let ctx = Context {
+            existing_remotes: Vec::new(),
+            git_dir: Some(self.git_dir.clone()),
+            workspace: Some(self.workspace.clone()),
+        };
+        match crate::git::merge::merge_command_into_file(
+            &self.host,
+            &self.base,
+            prev,
+            &self.private,
+            &self.policy,
+            &ctx,
+        ) {
+            Ok(m) => m.summary(&display.display().to_string()),
+            Err(e) => Some(format!(
+                "shellcage: {}: nothing merged: {e}",
+                display.display()
+            )),
+        }
+    }
+
     /// Merge the sandbox's copy into the host file, remove the copy, and say
     /// what happened (one line, names only). Called once, after the run.
     pub fn finish(&self, display: &Path) -> Option<String> {
