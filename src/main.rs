@@ -357,6 +357,17 @@ fn home_cmd(command: HomeCommand) -> anyhow::Result<i32> {
                     profile.is_none() || h.meta.as_ref().map(|m| &m.profile) == profile.as_ref()
                 })
                 .collect();
+            // A session of the workspace keeps its home for its life: it ends first, once
+            // its running commands have (a command still running keeps the home, and the
+            // reset is refused).
+            for s in shellcage::session::list() {
+                if s.workspace == ws {
+                    if let Err(e) = shellcage::session::drain(&s, std::time::Duration::from_secs(5))
+                    {
+                        tracing::debug!(%e, "home reset: session not ended");
+                    }
+                }
+            }
             home::reset(&homes)?;
             let _ = writeln!(
                 out,

@@ -458,7 +458,11 @@ fn session_list_status_and_stop() {
     let server = s.servers()[0];
     let stop = s.command(&["session", "stop"]).output().unwrap();
     expect_code(&stop, 0);
-    assert!(wait_for(Duration::from_secs(10), || !alive(server)));
+    assert!(
+        !alive(server),
+        "session stop returns once the server has exited"
+    );
+    assert!(s.servers().is_empty(), "its description file is gone");
     let status = s.command(&["session", "status"]).output().unwrap();
     expect_code(&status, 1);
 }
@@ -678,6 +682,43 @@ fn each_command_merges_its_git_config_changes_when_it_ends() {
         stderr(&third)
     );
     assert_eq!(git(&["config", "alias.x"]), "");
+}
+
+#[test]
+fn home_reset_ends_an_idle_session_and_refuses_while_a_command_runs() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    // The dev profile keeps the home's caches (~/.cache) per workspace.
+    let p = "dev";
+    expect_code(
+        &s.run(
+            &["--profile", p],
+            "mkdir -p ~/.cache && echo x > ~/.cache/marker",
+        ),
+        0,
+    );
+    let server = s.servers();
+    assert_eq!(server.len(), 1);
+    // A command running in the session keeps its home: the reset is refused.
+    let mut running = s.sh(&["--profile", p], "sleep 30").spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || {
+        !common::host_pids_with("sleep 30").is_empty()
+    }));
+    let refused = s.command(&["home", "reset"]).output().unwrap();
+    expect_code(&refused, 125);
+    assert!(stderr(&refused).contains("in use"), "{}", stderr(&refused));
+    let _ = running.kill();
+    let _ = running.wait();
+    // Idle: the session ends and the home goes.
+    assert!(wait_for(Duration::from_secs(10), || {
+        let r = s.command(&["home", "reset"]).output().unwrap();
+        r.status.code() == Some(0)
+    }));
+    assert!(wait_for(Duration::from_secs(10), || !alive(server[0])));
+    let after = s.run(&["--profile", p], "cat ~/.cache/marker 2>&1; true");
+    assert!(!stdout(&after).contains('x'), "{}", stdout(&after));
 }
 
 #[test]

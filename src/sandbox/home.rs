@@ -605,7 +605,7 @@ pub fn reset(homes: &[Listed]) -> Result<(), HomeError> {
         let lock = Flock::lock(open_lock(&h.dir)?, FlockArg::LockExclusiveNonblock).map_err(
             |_| {
                 HomeError::Invalid(format!(
-                    "the sandbox home {} is in use by a running sandbox (hint: retry when it has ended)",
+                    "the sandbox home {} is in use by a running sandbox or a command of a session (hint: retry when it has ended)",
                     h.dir.display()
                 ))
             },

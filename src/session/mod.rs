@@ -346,7 +346,26 @@ pub fn list() -> Vec<Info> {
 }
 
 /// End a session: its server stops, and the commands still running in it are killed.
+/// Returns once the server has exited (its placeholders and copies undone), or after 10 s.
 pub fn stop(info: &Info) -> Result<(), String> {
+    signal_server(info, nix::sys::signal::Signal::SIGTERM)
+}
+
+/// End a session once the commands running in it have ended (none new are taken).
+/// Returns once the server has exited, or after `limit`: then a command still runs.
+pub fn drain(info: &Info, limit: std::time::Duration) -> Result<(), String> {
+    signal_server_for(info, nix::sys::signal::Signal::SIGHUP, limit)
+}
+
+fn signal_server(info: &Info, sig: nix::sys::signal::Signal) -> Result<(), String> {
+    signal_server_for(info, sig, std::time::Duration::from_secs(10))
+}
+
+fn signal_server_for(
+    info: &Info,
+    sig: nix::sys::signal::Signal,
+    limit: std::time::Duration,
+) -> Result<(), String> {
     let d = dir().map_err(|e| e.to_string())?;
     // Only a process that answers on the session's socket with that pid is signalled:
     // a pid from a stale file may be anybody's by now.
@@ -360,11 +379,34 @@ pub fn stop(info: &Info) -> Result<(), String> {
             info.key
         ));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(info.pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .map_err(|e| e.to_string())
+    let pid = nix::unistd::Pid::from_raw(info.pid);
+    // The pidfd before the signal: the process it names is the one that answered.
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| e.to_string())?;
+    drop(conn);
+    nix::sys::signal::kill(pid, sig).map_err(|e| e.to_string())?;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "session {} has not ended after {} s",
+                info.key,
+                limit.as_secs()
+            ));
+        }
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&pidfd),
+            PollFlags::POLLIN,
+        )];
+        let t =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, t) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// One line about a session.

@@ -285,7 +285,13 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         if ready[0] {
             let mut term = false;
             while let Ok(Some(info)) = sfd.read_signal() {
-                if info.ssi_signo != Signal::SIGCHLD as u32 {
+                if info.ssi_signo == Signal::SIGHUP as u32 {
+                    // `home reset`: end once the running commands have.
+                    if draining.is_none() {
+                        let _ = std::fs::remove_file(&sock_path);
+                        draining = Some("asked to end when its commands have");
+                    }
+                } else if info.ssi_signo != Signal::SIGCHLD as u32 {
                     term = true;
                 }
             }
