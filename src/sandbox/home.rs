@@ -488,6 +488,45 @@ pub fn in_session(a: &Attached) -> HomeUse {
     }
 }
 
+/// A session's command has ended: measure the home as a run's end does (at most every
+/// [`MEASURE_EVERY`]), but never clear it here (the session's other commands may be
+/// using it). Over its limit: `true`, and the caller ends the session, whose end clears
+/// the caches ([`after_run`]) when no run holds the home.
+pub fn after_session_command(a: &Attached) -> (HomeUse, bool) {
+    let size_file = a.dir.join("size");
+    let recent = std::fs::symlink_metadata(&size_file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < MEASURE_EVERY);
+    let mut used = in_session(a);
+    let bytes = match (recent, used.bytes) {
+        (true, Some(b)) => b,
+        _ => {
+            let b = KEPT
+                .iter()
+                .map(|k| usage(&a.dir.join(k.dir), USAGE_CAP))
+                .sum::<u64>();
+            if let Err(e) = write_new(&size_file, format!("{b}\n").as_bytes()) {
+                crate::say!("shellcage: {e}");
+            }
+            used.measured = true;
+            b
+        }
+    };
+    used.bytes = Some(bytes);
+    let over = bytes > a.limit;
+    if over {
+        crate::say!(
+            "shellcage: the kept sandbox home {} holds {}, over its limit of {}: the session ends, and its caches are cleared when it has",
+            a.dir.display(),
+            mib(bytes),
+            mib(a.limit)
+        );
+    }
+    (used, over)
+}
+
 /// After the run (every process of the sandbox is gone): measure the home,
 /// clear its caches when it is over the limit and no other run uses it, and
 /// record the size for the next launch.
@@ -498,7 +537,8 @@ pub fn after_run(a: Attached) -> HomeUse {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < MEASURE_EVERY);
-    if let (true, Some(bytes)) = (recent, recorded_size(&a.dir)) {
+    // (Recorded over the limit, by a session's command: measured again, and cleared.)
+    if let (true, Some(bytes)) = (recent, recorded_size(&a.dir).filter(|&b| b <= a.limit)) {
         return HomeUse {
             mode: "persistent",
             dir: Some(a.dir),

@@ -416,9 +416,12 @@ fn serve(
             after_run.say(line);
         }
     }
-    let home_use = match &spec.home {
-        Some(kept) => home::in_session(kept),
-        None => HomeUse::fresh(req.policy.home_mode, spec.home_unavailable.as_deref()),
+    let (home_use, home_over) = match &spec.home {
+        Some(kept) => home::after_session_command(kept),
+        None => (
+            HomeUse::fresh(req.policy.home_mode, spec.home_unavailable.as_deref()),
+            false,
+        ),
     };
     tracing::debug!(target: "shellcage::timing", "session: exit step done {}", start.elapsed().as_micros());
     drop(signals);
@@ -450,6 +453,11 @@ fn serve(
         session: Some(&used),
     };
     launch::conclude(&req, &done, audit, &user);
+    if home_over {
+        // The server takes no command after this one's client hears its end: the signal
+        // is pending before the client can connect again (see the server's loop).
+        let _ = nix::sys::signal::kill(Pid::from_raw(session.server), Signal::SIGHUP);
+    }
     tracing::debug!(target: "shellcage::timing", "session: concluded {}", start.elapsed().as_micros());
     let _ = proto::send(
         conn.as_fd(),
@@ -458,8 +466,13 @@ fn serve(
         },
         &[],
     );
-    // Not the command's code: the server reads ours (EXIT_BROKEN means the session is not sound).
-    sys::exit_now(0)
+    // Not the command's code: the server reads ours (EXIT_BROKEN means the session is not
+    // sound, or must end: its kept home is over its limit).
+    sys::exit_now(if home_over {
+        super::server::EXIT_BROKEN
+    } else {
+        0
+    })
 }
 
 /// A thread that waits for the client's end of the connection to close before the

@@ -333,7 +333,6 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     };
     tracing::info!(?stop, "session ending");
     let _ = std::fs::remove_file(&sock_path);
-    let _ = std::fs::remove_file(&info_path);
     drop(listener);
     // The spare sees its control socket close: its sandbox and cgroups go. Running
     // handlers (Stop::Now) have the parent-death signal: our exit kills them, and with
@@ -347,7 +346,13 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let _ = waitpid(template, None);
     // Placeholders made once for the session, and the git config copies merged back.
     let _ = session.spec.cleanup();
+    // Every command is gone: the kept home is measured, and cleared when over its limit.
+    if let Some(kept) = session.spec.home.take() {
+        let _ = crate::sandbox::home::after_run(kept);
+    }
     let _ = std::fs::remove_file(&log);
+    // Last: `session status` lists the session until all of that is done.
+    let _ = std::fs::remove_file(&info_path);
     let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
     sys::exit_now(0)
 }
