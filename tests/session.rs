@@ -702,9 +702,13 @@ fn home_reset_ends_an_idle_session_and_refuses_while_a_command_runs() {
     let server = s.servers();
     assert_eq!(server.len(), 1);
     // A command running in the session keeps its home: the reset is refused.
-    let mut running = s.sh(&["--profile", p], "sleep 30").spawn().unwrap();
+    let marker = common::sleep_marker();
+    let mut running = s
+        .sh(&["--profile", p], &format!("sleep {marker}"))
+        .spawn()
+        .unwrap();
     assert!(wait_for(Duration::from_secs(10), || {
-        !common::host_pids_with("sleep 30").is_empty()
+        !common::host_pids_with(&marker).is_empty()
     }));
     let refused = s.command(&["home", "reset"]).output().unwrap();
     expect_code(&refused, 125);
