@@ -61,22 +61,9 @@ pub fn merge_into_file(
     policy: &Policy,
     ctx: &Context,
 ) -> Result<Merge, MergeError> {
-    let sandbox = super::files::read_regular(private_copy, super::config::MAX_CONFIG_SIZE)?
-        .ok_or(MergeError::NoSandboxCopy)?;
-    let mut outcome = None;
-    super::files::update_locked(host, |current: Option<Vec<u8>>| {
-        let m = merge(
-            base,
-            current.as_deref().unwrap_or_default(),
-            &sandbox,
-            policy,
-            ctx,
-        )?;
-        let write = (!m.is_noop()).then(|| m.text.clone());
-        outcome = Some(m);
-        Ok::<_, MergeError>(write)
-    })?;
-    outcome.ok_or(MergeError::Verify)
+    merge_file_with(host, private_copy, |current, sandbox| {
+        merge(base, current, sandbox, policy, ctx)
+    })
 }
 
 /// [`merge_into_file`] for a session's command: [`merge_since`] `prev`.
@@ -88,18 +75,23 @@ pub fn merge_command_into_file(
     policy: &Policy,
     ctx: &Context,
 ) -> Result<Merge, MergeError> {
+    merge_file_with(host, private_copy, |current, sandbox| {
+        merge_since(base, prev, current, sandbox, policy, ctx)
+    })
+}
+
+/// Read the private copy, then under git's lock on `host` merge it (`how`: the host's
+/// current text, the copy's) and write the result when a change was applied.
+fn merge_file_with(
+    host: &std::path::Path,
+    private_copy: &std::path::Path,
+    how: impl Fn(&[u8], &[u8]) -> Result<Merge, MergeError>,
+) -> Result<Merge, MergeError> {
     let sandbox = super::files::read_regular(private_copy, super::config::MAX_CONFIG_SIZE)?
         .ok_or(MergeError::NoSandboxCopy)?;
     let mut outcome = None;
     super::files::update_locked(host, |current: Option<Vec<u8>>| {
-        let m = merge_since(
-            base,
-            prev,
-            current.as_deref().unwrap_or_default(),
-            &sandbox,
-            policy,
-            ctx,
-        )?;
+        let m = how(current.as_deref().unwrap_or_default(), &sandbox)?;
         let write = (!m.is_noop()).then(|| m.text.clone());
         outcome = Some(m);
         Ok::<_, MergeError>(write)

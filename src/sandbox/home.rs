@@ -488,17 +488,22 @@ pub fn in_session(a: &Attached) -> HomeUse {
     }
 }
 
+/// Was the home measured less than [`MEASURE_EVERY`] ago (its `size` file's age)?
+fn measured_recently(size_file: &Path) -> bool {
+    std::fs::symlink_metadata(size_file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < MEASURE_EVERY)
+}
+
 /// A session's command has ended: measure the home as a run's end does (at most every
 /// [`MEASURE_EVERY`]), but never clear it here (the session's other commands may be
 /// using it). Over its limit: `true`, and the caller ends the session, whose end clears
 /// the caches ([`after_run`]) when no run holds the home.
 pub fn after_session_command(a: &Attached) -> (HomeUse, bool) {
     let size_file = a.dir.join("size");
-    let recent = std::fs::symlink_metadata(&size_file)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < MEASURE_EVERY);
+    let recent = measured_recently(&size_file);
     let mut used = in_session(a);
     let bytes = match (recent, used.bytes) {
         (true, Some(b)) => b,
@@ -532,11 +537,7 @@ pub fn after_session_command(a: &Attached) -> (HomeUse, bool) {
 /// record the size for the next launch.
 pub fn after_run(a: Attached) -> HomeUse {
     let size_file = a.dir.join("size");
-    let recent = std::fs::symlink_metadata(&size_file)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < MEASURE_EVERY);
+    let recent = measured_recently(&size_file);
     // (Recorded over the limit, by a session's command: measured again, and cleared.)
     if let (true, Some(bytes)) = (recent, recorded_size(&a.dir).filter(|&b| b <= a.limit)) {
         return HomeUse {
