@@ -377,6 +377,18 @@ impl SandboxSpec {
     /// After the sandbox has ended: what its cgroups saw, then remove them
     /// (killing anything left in them). `None` without cgroups.
     pub fn end_limits(&mut self) -> Option<LimitsOutcome> {
+        let (outcome, cg) = self.end_limits_kept()?;
+        Some(LimitsOutcome {
+            removal_error: cg.remove().err().map(|e| e.to_string()),
+            ..outcome
+        })
+    }
+
+    /// [`end_limits`](Self::end_limits) without removing the cgroups: a session's
+    /// command removes them after its client has heard the end (removing a cgroup
+    /// waits for the kernel's cgroup lock, which another command's start may hold for
+    /// a grace period). Their removal error is then not in the report.
+    pub fn end_limits_kept(&mut self) -> Option<(LimitsOutcome, crate::sandbox::cgroup::Cgroup)> {
         let cg = self.cgroup.take()?;
         let verdict = cg.verdict();
         let outcome = LimitsOutcome {
@@ -387,10 +399,7 @@ impl SandboxSpec {
             verdict,
             removal_error: None,
         };
-        Some(LimitsOutcome {
-            removal_error: cg.remove().err().map(|e| e.to_string()),
-            ..outcome
-        })
+        Some((outcome, cg))
     }
 
     /// Undo what [`describe`] did on the host: placeholders, the per-run

@@ -404,8 +404,8 @@ fn serve(
         None,
     );
     tracing::debug!(target: "shellcage::timing", "session: command ended {}", start.elapsed().as_micros());
-    let limits = spec.end_limits();
-    tracing::debug!(target: "shellcage::timing", "session: limits read, cgroups removed {}", start.elapsed().as_micros());
+    let (limits, cgroups) = spec.end_limits_kept().unzip();
+    tracing::debug!(target: "shellcage::timing", "session: limits read {}", start.elapsed().as_micros());
     let mut after_run = spec
         .mounts
         .as_ref()
@@ -466,6 +466,13 @@ fn serve(
         },
         &[],
     );
+    drop(conn);
+    // The command's processes are all gone (its pid namespace ended with its init).
+    if let Some(cg) = cgroups {
+        if let Err(e) = cg.remove() {
+            tracing::warn!("session: {e}");
+        }
+    }
     // Not the command's code: the server reads ours (EXIT_BROKEN means the session is not
     // sound, or must end: its kept home is over its limit).
     sys::exit_now(if home_over {
