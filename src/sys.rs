@@ -105,6 +105,18 @@ pub fn close_range(first: u32, last: u32) {
 }
 
 /// Close every descriptor >= 3 except those in `keep`.
+/// The descriptors open in this process (from `/proc/self/fd`; empty if it cannot be read).
+pub fn open_fds() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
 pub fn close_fds_except(keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()

@@ -451,6 +451,22 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
             format_args!("cannot prepare the session's filesystem for the command: {e}"),
         );
     }
+    // The ruleset is the session's, whatever the command: built while no command waits.
+    // Nothing of the handler's is kept; the ruleset's descriptor is what building it
+    // left open (kept when the others are closed before the fork).
+    sys::close_fds_except(&[0, 1, 2, report_fd, start.sock]);
+    let ruleset = match landlock::prepare(&spec.landlock) {
+        Ok(r) => r,
+        Err(e) => fail(report_fd, EXIT_SETUP, e),
+    };
+    let ruleset_fds: Vec<RawFd> = (sys::open_fds().into_iter())
+        .filter(|fd| ![0, 1, 2, report_fd, start.sock].contains(fd))
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.as_os_str() == "anon_inode:[landlock-ruleset]")
+        })
+        .collect();
+    mark(spec, report_fd, "landlock ruleset built");
     let (masks, holds) = match start.known {
         Some(k) => (k.masks.to_vec(), k.holds.to_vec()),
         None => match receive_command(spec, start.sock) {
@@ -480,6 +496,7 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
             format_args!("/proc/self/mountinfo: {e}"),
         ),
     }
+    mark(spec, report_fd, "mounts counted");
     if let Err(e) = mount::hold_placeholders(&holds) {
         fail(
             report_fd,
@@ -487,6 +504,7 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
             format_args!("cannot hold the protected names for the command: {e}"),
         );
     }
+    mark(spec, report_fd, "placeholders mounted");
     if let Err(e) = mount::mask_for_command(&masks) {
         fail(
             report_fd,
@@ -506,11 +524,16 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         let _ = nix::unistd::setsid();
     }
     mark(spec, report_fd, "root refreshed");
-    sys::close_fds_except(&[0, 1, 2, report_fd]);
+    let mut keep = vec![0, 1, 2, report_fd];
+    keep.extend_from_slice(&ruleset_fds);
+    sys::close_fds_except(&keep);
     let blocked = block_reaped(report_fd);
     let child = match sys::fork_process() {
-        Ok(Forked::Child) => exec_command(spec, report_fd, None),
-        Ok(Forked::Parent { child }) => child,
+        Ok(Forked::Child) => exec_prepared(spec, report_fd, None, Some(ruleset)),
+        Ok(Forked::Parent { child }) => {
+            drop(ruleset);
+            child
+        }
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
     // Reaping and forwarding signals need no capability.
@@ -740,8 +763,19 @@ fn finish(report_fd: RawFd, status: Message, code: i32, lookups: Option<&LookupR
 /// The command process: drop everything, then exec. Never returns. `pty`: the fd of
 /// the command's own terminal (see [`terminal`]), which becomes its controlling terminal.
 pub fn exec_command(spec: &SandboxSpec, report_fd: RawFd, pty: Option<RawFd>) -> ! {
+    exec_prepared(spec, report_fd, pty, None)
+}
+
+/// [`exec_command`] with the Landlock ruleset already built (a session's pre-started
+/// sandbox builds it before its command comes).
+fn exec_prepared(
+    spec: &SandboxSpec,
+    report_fd: RawFd,
+    pty: Option<RawFd>,
+    ruleset: Option<landlock::Prepared>,
+) -> ! {
     mark(spec, report_fd, "command forked");
-    if let Err(e) = prepare_command(spec, report_fd, pty) {
+    if let Err(e) = prepare_command(spec, report_fd, pty, ruleset) {
         fail(report_fd, EXIT_SETUP, e);
     }
     let name = spec.command.argv[0].to_string_lossy().into_owned();
@@ -814,6 +848,7 @@ fn prepare_command(
     spec: &SandboxSpec,
     report_fd: RawFd,
     pty: Option<RawFd>,
+    ruleset: Option<landlock::Prepared>,
 ) -> Result<(), CommandSetupError> {
     if let Some(fd) = pty {
         // A session of its own whose controlling terminal is the sandbox's pty: job
@@ -836,7 +871,10 @@ fn prepare_command(
     })?;
     privileges::drop_all()?;
     mark(spec, report_fd, "privileges dropped");
-    let landlock = landlock::apply(&spec.landlock)?;
+    let landlock = match ruleset {
+        Some(r) => r.restrict(&spec.landlock)?,
+        None => landlock::apply(&spec.landlock)?,
+    };
     report::send(report_fd, &Message::Landlock(landlock));
     mark(spec, report_fd, "landlock applied");
     seccomp::install(&spec.seccomp)?;

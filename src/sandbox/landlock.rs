@@ -335,11 +335,54 @@ fn add_port_rules(
 /// With `spec.required`, a kernel without Landlock is an error and nothing is changed.
 /// Without it, such a kernel yields a status of all [`Enforced::No`].
 pub fn apply(spec: &LandlockSpec) -> Result<LandlockStatus, LandlockError> {
+    prepare(spec)?.restrict(spec)
+}
+
+/// A ruleset built from a spec and not yet enforced ([`prepare`]): a session's
+/// pre-started sandbox builds it before its command comes, and the command's process
+/// enforces it on itself ([`Prepared::restrict`]), as [`apply`] does in one step.
+pub struct Prepared {
+    created: Option<(landlock::RulesetCreated, u32)>,
+}
+
+impl Prepared {
+    /// Restrict the calling thread with the prepared ruleset and report what was
+    /// enforced (see [`apply`]).
+    pub fn restrict(self, spec: &LandlockSpec) -> Result<LandlockStatus, LandlockError> {
+        let Some((created, abi)) = self.created else {
+            return Ok(LandlockStatus::none(0));
+        };
+        let restricted = created
+            .restrict_self()
+            .inspect_err(|err| tracing::debug!(?err, "landlock_restrict_self failed"))
+            .map_err(LandlockError::RestrictSelf)?;
+
+        if restricted.ruleset == RulesetStatus::NotEnforced {
+            if spec.required {
+                return Err(LandlockError::NotEnforced);
+            }
+            return Ok(LandlockStatus::none(abi));
+        }
+        let status = LandlockStatus {
+            ruleset: Some(match restricted.ruleset {
+                RulesetStatus::FullyEnforced => Enforced::Full,
+                RulesetStatus::PartiallyEnforced => Enforced::Partial,
+                RulesetStatus::NotEnforced => Enforced::No,
+            }),
+            ..LandlockStatus::expected(abi, spec)
+        };
+        tracing::debug!(?status, crate_status = ?restricted.ruleset, "landlock applied");
+        Ok(status)
+    }
+}
+
+/// Build `spec`'s ruleset (its rules' paths opened now) without enforcing it.
+pub fn prepare(spec: &LandlockSpec) -> Result<Prepared, LandlockError> {
     let abi = match sys::landlock_abi_version() {
         Ok(abi) if abi > 0 => abi,
         Ok(_) | Err(_) if !spec.required => {
             tracing::debug!("landlock unavailable and not required: not applied");
-            return Ok(LandlockStatus::none(0));
+            return Ok(Prepared { created: None });
         }
         Ok(_) => {
             return Err(LandlockError::Unavailable {
@@ -382,27 +425,9 @@ pub fn apply(spec: &LandlockSpec) -> Result<LandlockStatus, LandlockError> {
     let created = ruleset.create().map_err(LandlockError::Ruleset)?;
     let created = add_rules(created, spec)?;
     let created = add_port_rules(created, spec)?;
-    let restricted = created
-        .restrict_self()
-        .inspect_err(|err| tracing::debug!(?err, "landlock_restrict_self failed"))
-        .map_err(LandlockError::RestrictSelf)?;
-
-    if restricted.ruleset == RulesetStatus::NotEnforced {
-        if spec.required {
-            return Err(LandlockError::NotEnforced);
-        }
-        return Ok(LandlockStatus::none(abi));
-    }
-    let status = LandlockStatus {
-        ruleset: Some(match restricted.ruleset {
-            RulesetStatus::FullyEnforced => Enforced::Full,
-            RulesetStatus::PartiallyEnforced => Enforced::Partial,
-            RulesetStatus::NotEnforced => Enforced::No,
-        }),
-        ..LandlockStatus::expected(abi, spec)
-    };
-    tracing::debug!(?status, crate_status = ?restricted.ruleset, "landlock applied");
-    Ok(status)
+    Ok(Prepared {
+        created: Some((created, abi)),
+    })
 }
 
 #[cfg(test)]

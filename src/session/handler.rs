@@ -230,7 +230,9 @@ pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
     }
     drop(fds);
     let holds = hold(session, &conn);
+    tracing::debug!(target: "shellcage::timing", "session: placeholders held {}", start.elapsed().as_micros());
     let git = git_snapshots(session);
+    tracing::debug!(target: "shellcage::timing", "session: git snapshots {}", start.elapsed().as_micros());
     serve(
         session,
         prepared,

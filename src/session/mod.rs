@@ -175,6 +175,7 @@ pub fn try_run(req: &Request) -> Option<i32> {
         tracing::debug!(why, "no session: it could not be started a moment ago");
         return None;
     }
+    tracing::debug!(target: "shellcage::timing", "client: connecting {}", req.started.elapsed().as_micros());
     let conn = match connect(&sock) {
         Some(c) => c,
         None => match server::start(req, &dir, &key) {
@@ -246,6 +247,7 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
         tracing::debug!(%e, "no session: the request was not taken");
         return None;
     }
+    tracing::debug!(target: "shellcage::timing", "client: request sent {}", req.started.elapsed().as_micros());
     let mut handler: Option<OwnedFd> = None;
     // Signals that came before the command started: forwarded once it has.
     let mut pending: Vec<i32> = Vec::new();
@@ -272,6 +274,7 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
             match proto::recv::<proto::Reply>(conn.as_fd()) {
                 Ok(Some((proto::Reply::Started { .. }, mut fds))) => {
+                    tracing::debug!(target: "shellcage::timing", "client: started {}", req.started.elapsed().as_micros());
                     handler = fds.pop();
                     if let Some(h) = &handler {
                         for sig in pending.drain(..) {
@@ -279,7 +282,10 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
                         }
                     }
                 }
-                Ok(Some((proto::Reply::Exit { code }, _))) => return Some(code),
+                Ok(Some((proto::Reply::Exit { code }, _))) => {
+                    tracing::debug!(target: "shellcage::timing", "client: exit {}", req.started.elapsed().as_micros());
+                    return Some(code);
+                }
                 Ok(Some((proto::Reply::Cold { why }, _))) => {
                     tracing::debug!(why, "no session: the server ran nothing");
                     return None;

@@ -621,6 +621,7 @@ fn accept(
     index: &mut Index,
     spare: Option<&(Pid, OwnedFd)>,
 ) -> Option<(Pid, bool)> {
+    let t0 = Instant::now();
     let conn = nix::sys::socket::accept4(
         listener.as_raw_fd(),
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
@@ -674,6 +675,7 @@ fn accept(
         Ok(m) => m,
         Err(why) => return cold(why),
     };
+    tracing::debug!(target: "shellcage::timing", "server: request checked {}", t0.elapsed().as_micros());
     if let Some((pid, control)) = spare {
         let handed = proto::SpareRequest { request, masks };
         let mut pass = vec![conn.as_fd()];
