@@ -182,7 +182,10 @@ fn each_command_has_its_own_pid_namespace_and_sees_no_server() {
         "ls /proc | grep -c '^[0-9]'; ls -a '{rt}/shellcage/sessions' 2>&1; grep -c sessions /proc/net/unix; cat /proc/1/cmdline | tr '\\0' ' '"
     );
     // The runtime directory visible to the command: the sessions' directory still is not.
-    let out = s.run(&["--read", &rt], &script);
+    let out = s.run(&["--read", &rt, "--report", "json"], &script);
+    // In the session (as root the runtime directory is not even reachable inside: its
+    // owner is not mapped, and nothing needs hiding there).
+    assert!(report(&out).get("session").is_some(), "{}", stderr(&out));
     let text = stdout(&out);
     let mut lines = text.lines();
     let pids: usize = lines.next().unwrap().trim().parse().unwrap();
@@ -721,7 +724,10 @@ fn home_reset_ends_an_idle_session_and_refuses_while_a_command_runs() {
         r.status.code() == Some(0)
     }));
     assert!(wait_for(Duration::from_secs(10), || !alive(server[0])));
-    let after = s.run(&["--profile", p], "cat ~/.cache/marker 2>/dev/null; echo end");
+    let after = s.run(
+        &["--profile", p],
+        "cat ~/.cache/marker 2>/dev/null; echo end",
+    );
     assert_eq!(stdout(&after).trim(), "end", "{}", stdout(&after));
 }
 
@@ -768,4 +774,41 @@ fn needs_sandbox() -> bool {
         common::sandbox_available(),
         "user namespaces for the sandbox",
     )
+}
+
+#[test]
+fn a_warm_and_a_cold_command_of_one_workspace_and_profile_share_one_kept_home() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let warm = s.run(
+        &["--profile", "dev"],
+        "echo from-warm > ~/.cache/shared-marker",
+    );
+    expect_code(&warm, 0);
+    assert_eq!(s.servers().len(), 1, "the first command started a session");
+    let cold = s.run(
+        &["--profile", "dev", "--no-session"],
+        "cat ~/.cache/shared-marker && echo from-cold >> ~/.cache/shared-marker",
+    );
+    expect_code(&cold, 0);
+    assert_eq!(stdout(&cold).trim(), "from-warm", "{}", stderr(&cold));
+    let again = s.run(&["--profile", "dev"], "cat ~/.cache/shared-marker");
+    assert_eq!(
+        stdout(&again),
+        "from-warm\nfrom-cold\n",
+        "{}",
+        stderr(&again)
+    );
+    // One home directory for the workspace, on the host.
+    let homes = s.home.path().join(".local/state/shellcage/homes");
+    let per_workspace: Vec<_> = std::fs::read_dir(&homes).unwrap().collect();
+    assert_eq!(per_workspace.len(), 1);
+    let dir = per_workspace[0].as_ref().unwrap().path();
+    let kept: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
 }
