@@ -812,3 +812,29 @@ fn a_warm_and_a_cold_command_of_one_workspace_and_profile_share_one_kept_home() 
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
 }
+
+#[test]
+fn each_command_reports_its_own_name_lookups() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let hosts = |out: &Output| -> Vec<String> {
+        let r = report(out);
+        assert!(r.get("session").is_some(), "warm: {}", stderr(out));
+        (r["egress"]["destinations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+        .iter()
+        .map(|d| d["host"].as_str().unwrap_or_default().to_owned())
+        .collect()
+    };
+    let first = s.run(&["--report", "json"], "getent hosts first.example; true");
+    assert_eq!(hosts(&first), ["first.example"]);
+    let second = s.run(&["--report", "json"], "getent hosts second.example; true");
+    assert_eq!(hosts(&second), ["second.example"], "only its own");
+    let none = s.run(&["--report", "json"], "true");
+    assert!(hosts(&none).is_empty());
+}

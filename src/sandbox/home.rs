@@ -159,7 +159,7 @@ struct Privileges<'a> {
     workspace_access: crate::policy::Access,
     tier: TierChoice,
     paths: &'a [PathRule],
-    hide: &'a [HideRule],
+    hide: Vec<&'a HideRule>,
     protect: &'a [PathBuf],
     env_files: &'a EnvFileScan,
     network: NetMode,
@@ -173,13 +173,20 @@ struct Privileges<'a> {
 
 /// The home of `policy`'s workspace, profile and privileges.
 pub fn home_dir(root: &Path, policy: &Policy) -> PathBuf {
+    // What shellcage itself hides in its private runtime directory (a session's
+    // sockets, hidden in sessions only) decides nothing a command may reach: a warm and
+    // a cold run of one policy share their home.
+    let runtime = crate::notice::runtime_dir().ok();
+    let hide: Vec<&HideRule> = (policy.hide.iter())
+        .filter(|h| !runtime.as_ref().is_some_and(|r| h.pattern.starts_with(r)))
+        .collect();
     let key = serde_json::to_vec(&Privileges {
         profile: &policy.profile,
         workspace: &policy.workspace,
         workspace_access: policy.workspace_access,
         tier: policy.tier,
         paths: &policy.paths,
-        hide: &policy.hide,
+        hide,
         protect: &policy.protect,
         env_files: &policy.env_files,
         network: policy.network,

@@ -357,20 +357,17 @@ fn serve_template(
     drop(borrowed);
     drop(fds);
     mark(spec, report_fd, "template ready");
-    let mut keep = vec![sock, report_fd];
-    keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
-    sys::close_fds_except(&keep);
+    // Each command answers its own lookups (see lookups::bind_for_session_command):
+    // the template's socket goes, and the port is free for theirs.
+    drop(responder);
+    sys::close_fds_except(&[sock, report_fd]);
     if privileges::drop_held().is_err() {
         sys::exit_now(EXIT_SETUP);
     }
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let sock = sys::borrow_fd(sock);
-    let mut responder = responder;
     loop {
-        let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
-        if let Some(r) = &responder {
-            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
-        }
+        let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => sys::exit_now(EXIT_SETUP),
@@ -378,15 +375,6 @@ fn serve_template(
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
             // The server closed its end (or wrote, which it never does): done.
             sys::exit_now(0);
-        }
-        let ready = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .is_some_and(|r| !r.is_empty());
-        if ready {
-            if let Some(r) = responder.as_mut() {
-                r.serve();
-            }
         }
     }
 }
@@ -524,8 +512,15 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         let _ = nix::unistd::setsid();
     }
     mark(spec, report_fd, "root refreshed");
+    // Not a guarantee (as in a cold run): without it lookups fail as they would anyway.
+    let responder = spec
+        .lookups
+        .then(lookups::bind_for_session_command)
+        .and_then(Result::ok)
+        .map(|s| Responder::new(s, spec.hostname));
     let mut keep = vec![0, 1, 2, report_fd];
     keep.extend_from_slice(&ruleset_fds);
+    keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
     sys::close_fds_except(&keep);
     let blocked = block_reaped(report_fd);
     let child = match sys::fork_process() {
@@ -536,9 +531,14 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         }
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
-    // Reaping and forwarding signals need no capability.
-    let _ = privileges::drop_held();
-    reap_until(child, &blocked, report_fd, None)
+    match responder.and_then(|r| serving(r, &blocked)) {
+        Some(served) => reap_until(child, &blocked, report_fd, Some(served)),
+        None => {
+            // Reaping and forwarding signals need no capability.
+            let _ = privileges::drop_held();
+            reap_until(child, &blocked, report_fd, None)
+        }
+    }
 }
 
 /// Wait for the command on `sock`, take its stdio as 0, 1 and 2, and put it in `spec`.

@@ -147,6 +147,28 @@ pub fn bind(sock: OwnedFd) -> Result<OwnedFd, SysError> {
     Ok(sock)
 }
 
+/// A session's command (see the `session` module): its own responder socket on
+/// 127.0.0.1:53 of the session's network namespace, so that its init answers and records
+/// its command's lookups as a cold run's does. `SO_REUSEPORT`: every running command of
+/// the session binds one (the template binds none once it is built); when several run at
+/// once the kernel spreads the questions over their sockets, so a command's record may
+/// hold a name a concurrent one asked for. Needs CAP_NET_BIND_SERVICE in the namespace
+/// (the init has it until the command is forked). Only after the command has come: a
+/// socket nobody serves would hold the running commands' questions.
+pub fn bind_for_session_command() -> Result<OwnedFd, SysError> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socket, sockopt};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| SysError::new("socket", "udp (name lookups)", e))?;
+    setsockopt(&sock, sockopt::ReusePort, &true)
+        .map_err(|e| SysError::new("setsockopt", "SO_REUSEPORT (name lookups)", e))?;
+    bind(sock)
+}
+
 /// The answer to one datagram (`None`: drop it), and the name to record, if any.
 ///
 /// Not recorded: reverse lookups (PTR, `*.arpa`: not names a command connects to), and

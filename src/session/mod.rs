@@ -46,28 +46,30 @@ pub use crate::launch::SessionUse;
 
 /// Run the request: in its session when it may use one, else cold
 /// ([`crate::launch::run`]).
-pub fn run(mut req: Request) -> Result<i32, crate::launch::LaunchError> {
-    // The sessions' sockets are never visible inside, in a cold run too: and so the
-    // policy (and with it the kept home's key) is the same warm and cold.
-    if let Ok(d) = dir() {
-        req.policy.hide.push(crate::policy::HideRule { pattern: d });
-    }
+pub fn run(req: Request) -> Result<i32, crate::launch::LaunchError> {
     if cold_reason(&req).is_none() {
-        // The checks a cold run makes before anything else, and the hide rule it adds
-        // (last, as a cold run does): the session's sandbox is built from this very
-        // policy.
+        // The checks a cold run makes before anything else, and the hide rules it adds:
+        // the session's sandbox is built from this very policy.
         if let Some((floor, _)) = &req.floor {
             floor
                 .check_env_secrets(&req.policy, crate::sandbox::env::is_secret_name)
                 .map_err(crate::request::RequestError::from)?;
         }
-        let mut warm = req.clone();
+        let mut hide = Vec::new();
         if let Some(path) = &req.policy.audit {
             let log = crate::audit::AuditLog::open(path)?;
-            warm.policy.hide.push(crate::policy::HideRule {
-                pattern: log.path().to_path_buf(),
-            });
+            hide.push(log.path().to_path_buf());
         }
+        // The sessions' sockets are never visible inside. (Not part of the kept home's
+        // key: a cold run of the same policy uses the same home, see home::home_dir.)
+        if let Ok(d) = dir() {
+            hide.push(d);
+        }
+        let mut warm = req.clone();
+        warm.policy.hide.extend(
+            hide.into_iter()
+                .map(|pattern| crate::policy::HideRule { pattern }),
+        );
         if let Some(code) = try_run(&warm) {
             return Ok(code);
         }
