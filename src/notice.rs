@@ -104,6 +104,16 @@ pub fn runtime_dir() -> std::io::Result<PathBuf> {
     runtime_dir_in(xdg, &std::env::temp_dir(), uid)
 }
 
+/// Where [`runtime_dir`] is, without making or checking it.
+pub fn runtime_dir_path() -> PathBuf {
+    let uid = nix::unistd::getuid().as_raw();
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .map(|p| p.join("shellcage"))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("shellcage-{uid}")))
+}
+
 /// [`runtime_dir`] with its inputs given.
 fn runtime_dir_in(xdg: Option<PathBuf>, tmp: &Path, uid: u32) -> std::io::Result<PathBuf> {
     let dir = xdg

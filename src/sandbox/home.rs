@@ -176,9 +176,9 @@ pub fn home_dir(root: &Path, policy: &Policy) -> PathBuf {
     // What shellcage itself hides in its private runtime directory (a session's
     // sockets, hidden in sessions only) decides nothing a command may reach: a warm and
     // a cold run of one policy share their home.
-    let runtime = crate::notice::runtime_dir().ok();
+    let runtime = crate::notice::runtime_dir_path();
     let hide: Vec<&HideRule> = (policy.hide.iter())
-        .filter(|h| !runtime.as_ref().is_some_and(|r| h.pattern.starts_with(r)))
+        .filter(|h| !h.pattern.starts_with(&runtime))
         .collect();
     let key = serde_json::to_vec(&Privileges {
         profile: &policy.profile,
