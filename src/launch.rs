@@ -468,7 +468,7 @@ fn own_terminal(spec: &mut SandboxSpec) -> Option<Relay> {
 /// profile (while what it names stays the same): variables a rule would have
 /// passed but that were dropped, config files that stay hidden, directories
 /// the `.env` scan could not read (hidden whole).
-fn notices(
+pub(crate) fn notices(
     policy: &Policy,
     env: &EnvOutcome,
     configs: &Configs,

@@ -378,6 +378,22 @@ fn serve(
         let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
         sys::exit_now(super::server::EXIT_BROKEN)
     }
+    // The lines a cold run says before its command starts (each once per workspace and
+    // profile): dropped variables, hidden config files, directories hidden whole since
+    // the `.env` scan cannot read them (the session's own and those since it started).
+    let mut unreadable: Vec<PathBuf> = spec
+        .mounts
+        .as_ref()
+        .map(|m| m.env_scan.unreadable.clone())
+        .unwrap_or_default();
+    unreadable.extend(masks.iter().filter(|(_, dir)| *dir).map(|(p, _)| p.clone()));
+    launch::notices(
+        &req.policy,
+        &env_out,
+        &spec.configs,
+        &unreadable,
+        spec.devices.as_ref(),
+    );
     let since = crate::git::repo::tick_start();
     let me = sys::pidfd_open(nix::unistd::getpid()).ok();
     let started = proto::Reply::Started {
