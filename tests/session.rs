@@ -183,9 +183,13 @@ fn each_command_has_its_own_pid_namespace_and_sees_no_server() {
     );
     // The runtime directory visible to the command: the sessions' directory still is not.
     let out = s.run(&["--read", &rt, "--report", "json"], &script);
-    // In the session (as root the runtime directory is not even reachable inside: its
-    // owner is not mapped, and nothing needs hiding there).
-    assert!(report(&out).get("session").is_some(), "{}", stderr(&out));
+    // In the session as a user. As root the session cannot mask its directory (root's
+    // view maps no owner of the runtime directory, so its init cannot reach it): the
+    // session is not used and the command runs cold, where the directory is as
+    // unreadable to the command.
+    if !common::is_root() {
+        assert!(report(&out).get("session").is_some(), "{}", stderr(&out));
+    }
     let text = stdout(&out);
     let mut lines = text.lines();
     let pids: usize = lines.next().unwrap().trim().parse().unwrap();

@@ -442,13 +442,14 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
     // The ruleset is the session's, whatever the command: built while no command waits.
     // Nothing of the handler's is kept; the ruleset's descriptor is what building it
     // left open (kept when the others are closed before the fork).
-    sys::close_fds_except(&[0, 1, 2, report_fd, start.sock]);
+    let ours = [0, 1, 2, report_fd, start.sock];
+    sys::close_fds_except(&ours);
     let ruleset = match landlock::prepare(&spec.landlock) {
         Ok(r) => r,
         Err(e) => fail(report_fd, EXIT_SETUP, e),
     };
     let ruleset_fds: Vec<RawFd> = (sys::open_fds().into_iter())
-        .filter(|fd| ![0, 1, 2, report_fd, start.sock].contains(fd))
+        .filter(|fd| !ours.contains(fd))
         .filter(|fd| {
             std::fs::read_link(format!("/proc/self/fd/{fd}"))
                 .is_ok_and(|l| l.as_os_str() == "anon_inode:[landlock-ruleset]")

@@ -561,26 +561,6 @@ fn bind_file(at: &Path, state: &mut State) -> Result<(), MountError> {
     Ok(())
 }
 
-/// A mask whose path the sandbox's own root cannot even look up (a directory on the
-/// way belongs to an owner this user namespace does not map, such as the host's root
-/// as seen from root's view, and has no permission for others): nothing inside can
-/// reach what it would cover, the command (same user, no capability) least of all. Not
-/// an error then; any other failure is.
-fn unless_unreachable(done: Result<(), SysError>, at: &Path) -> Result<(), MountError> {
-    match done {
-        Err(e) if e.errno == nix::errno::Errno::EACCES => {
-            match std::fs::symlink_metadata(under(NEW, at)) {
-                Err(le) if le.kind() == std::io::ErrorKind::PermissionDenied => {
-                    tracing::debug!(path = %at.display(), "hidden path unreachable inside: no mask needed");
-                    Ok(())
-                }
-                _ => Err(e.into()),
-            }
-        }
-        other => other.map_err(MountError::from),
-    }
-}
-
 fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
     match op {
         Op::Tmpfs { at, size, mode } => tmpfs(&under(NEW, at), *size, *mode),
@@ -599,14 +579,14 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
         }
         Op::Mask { at, dir: true } => {
             // Read-only by inheritance from the read-only MASKS mount.
-            let done = mount(
+            mount(
                 Some(Path::new(MASK_DIR)),
                 &under(NEW, at),
                 None,
                 MsFlags::MS_BIND,
                 None,
-            );
-            unless_unreachable(done, at)
+            )?;
+            Ok(())
         }
         Op::Mask { at, dir: false } => {
             // A file mask covers what is at `at` without following a final
@@ -614,8 +594,8 @@ fn apply_op(op: &Op, state: &mut State) -> Result<(), MountError> {
             // when visible, has a mask of its own), and a file swapped for a
             // link since the plan cannot move the mask elsewhere. The clone of
             // the MASKS bind keeps its read-only flag.
-            let done = sys::mount_symlink_over(Path::new(MASK_FILE), &under(NEW, at));
-            unless_unreachable(done, at)
+            sys::mount_symlink_over(Path::new(MASK_FILE), &under(NEW, at))?;
+            Ok(())
         }
         Op::Pin { at } => bind(&state.source(at), &under(NEW, at), false, true),
         // The merged view (mounted at OVL by `apply`) takes the workspace's place.
