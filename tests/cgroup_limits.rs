@@ -18,14 +18,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::require;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use shellcage::sandbox::cgroup::{
-    self, Cgroup, CgroupPlan, Ended, GroupPlan, LimitRequest, StartGate, Version, Write,
+    self, Cgroup, CgroupPlan, Ended, GroupPlan, LimitRequest, Version, Write,
 };
 use shellcage::sys::{self, Forked};
 
@@ -215,7 +215,7 @@ struct Child {
 }
 
 /// Start `sh -c script marker` in the cgroup (clone3 into the v2 leaf when
-/// possible, else fork + attach behind a start gate), and wait up to `wait`.
+/// possible, else fork behind a start gate: v1 joined by the child, v2 attached), and wait up to `wait`.
 fn run_child(cg: &Cgroup, script: &str, marker: &str, wait: Duration) -> Child {
     let sh = CString::new("/bin/sh").unwrap();
     let args = [
@@ -227,7 +227,7 @@ fn run_child(cg: &Cgroup, script: &str, marker: &str, wait: Duration) -> Child {
     let argv: Vec<&std::ffi::CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let envp_owned = [CString::new("PATH=/usr/bin:/bin").unwrap()];
     let envp: Vec<&std::ffi::CStr> = envp_owned.iter().map(|a| a.as_c_str()).collect();
-    let gate = StartGate::new().unwrap();
+    let gate = cg.start_gate().unwrap();
     let forked = match cg.clone_target() {
         Some(fd) => {
             say("placement", "clone3");
@@ -241,7 +241,7 @@ fn run_child(cg: &Cgroup, script: &str, marker: &str, wait: Duration) -> Child {
     .unwrap();
     let child = match forked {
         Forked::Child => {
-            if !gate.wait() {
+            if gate.enter().is_err() {
                 sys::exit_now(125);
             }
             sys::execve(&sh, &argv, &envp);
@@ -427,7 +427,11 @@ fn helper_entry() {
     std::process::exit(0);
 }
 
-/// attach() fails (the process is gone): dropping the Cgroup removes it all.
+/// Placing the sandbox fails: dropping the Cgroup removes it all, and a
+/// child that cannot join its leaf runs nothing.
+/// - v2 (the supervisor moves it): attach() of a pid that is gone, ESRCH.
+/// - v1 (the child writes itself into `tasks`): the leaf was removed after
+///   the gate opened its file, ENODEV; the child exits 125 and says where.
 fn case_attach_error() {
     let plan = plan_for(req(Some(256 << 20), Some(100), Some(1000)));
     let cg = Cgroup::create(&plan).unwrap();
@@ -438,8 +442,41 @@ fn case_attach_error() {
     let mut gone = gone;
     gone.wait().unwrap();
     match cg.attach(pid) {
-        Ok(()) => say("attach", "ok?!"),
+        Ok(()) => say("attach", "ok"),
         Err(e) => say("attach_error", e),
+    }
+    let v1: Vec<PathBuf> = cg
+        .leaves()
+        .into_iter()
+        .filter(|l| l.join("tasks").exists())
+        .map(Path::to_path_buf)
+        .collect();
+    say("v1_leaves", v1.len());
+    if let Some(first) = v1.first() {
+        let gate = cg.start_gate().unwrap();
+        std::fs::remove_dir(first).unwrap();
+        let marker = std::env::temp_dir().join(format!("cg-ran-{}", std::process::id()));
+        match sys::fork_process().unwrap() {
+            Forked::Child => match gate.enter() {
+                Ok(()) => {
+                    let _ = std::fs::write(&marker, "ran");
+                    sys::exit_now(0)
+                }
+                Err(e) => {
+                    println!("CG join_error {e:?}");
+                    sys::exit_now(125)
+                }
+            },
+            Forked::Parent { child } => {
+                gate.release().unwrap();
+                say(
+                    "join_status",
+                    format!("{:?}", waitpid(child, None).unwrap()),
+                );
+                say("child_ran", marker.exists());
+                let _ = std::fs::remove_file(&marker);
+            }
+        }
     }
     drop(cg);
     say("removed", "dropped");
@@ -767,7 +804,21 @@ fn groups_are_removed_on_normal_exit_kill_and_error_paths() {
     assert_gone(&r);
 
     let r = helper("attach-error", Some(&guard), &[]);
-    assert!(r.get("attach_error").contains("No such process"), "{r:#?}");
+    if r.lines.get("attach").map(String::as_str) == Some("ok") {
+        // No v2 leaf: nothing for the supervisor to move.
+        assert_ne!(r.get("v1_leaves"), "0", "{r:#?}");
+    } else {
+        assert!(r.get("attach_error").contains("No such process"), "{r:#?}");
+    }
+    if r.get("v1_leaves") != "0" {
+        assert!(
+            r.get("join_error").contains("cannot move the sandbox into")
+                && r.get("join_error").contains("/tasks"),
+            "{r:#?}"
+        );
+        assert!(r.get("join_status").contains("125"), "{r:#?}");
+        assert_eq!(r.get("child_ran"), "false", "{r:#?}");
+    }
     assert_gone(&r);
 
     // create() fails on the last group: the parents are as before.

@@ -21,9 +21,10 @@
 //!
 //! - **cgroup v1** (per controller hierarchy, e.g. `memory`, `pids`, `cpu`):
 //!   shellcage stays in `X`; the leaf `X/shellcage-<pid>-<n>` gets the
-//!   limits, and the supervisor writes the sandbox init's pid into the leaf's
-//!   `cgroup.procs` while the init waits on a [`StartGate`]. v1 allows
-//!   processes in inner nodes, so nothing else moves.
+//!   limits, and the sandbox init, before it runs anything, writes itself
+//!   into the leaf's `tasks` file, opened for it by the supervisor (see
+//!   [`Cgroup::start_gate`] for why not the supervisor into `cgroup.procs`).
+//!   v1 allows processes in inner nodes, so nothing else moves.
 //! - **cgroup v2**: controllers can be given to children only by a cgroup
 //!   with no processes of its own (the no-internal-process rule; the real root
 //!   is exempt). So when `X` is not the root, `X` must hold shellcage alone:
@@ -57,7 +58,7 @@ use serde::Serialize;
 use crate::policy::Resource;
 use crate::probe::{CgroupLimit, Gap};
 
-pub use apply::{Cgroup, CgroupError, Ended, StartGate, Verdict};
+pub use apply::{Cgroup, CgroupError, Ended, GateError, StartGate, Verdict};
 pub use detect::{
     Access, Hierarchy, Layout, LayoutKind, OurCgroup, RealAccess, SimAccess, Version, detect,
     detect_host,

@@ -13,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::cgroup::StartGate;
+use super::cgroup::{GateError, StartGate};
 use super::lookups::{self, LookupRecord, Responder};
 use super::net::{self, Channel, Listening};
 use super::report::{self, Message};
@@ -83,8 +83,10 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), crate::sys::SysError> {
 /// pick us. Exits when the supervisor gave up.
 pub(crate) fn enter_limits(gate: Option<StartGate>, report_fd: RawFd) {
     if let Some(gate) = gate {
-        if !gate.wait() {
-            sys::exit_now(EXIT_SETUP);
+        match gate.enter() {
+            Ok(()) => {}
+            Err(GateError::GaveUp) => sys::exit_now(EXIT_SETUP),
+            Err(GateError::Join(why)) => fail(report_fd, EXIT_SETUP, why),
         }
     }
     // A supervisor started with a negative oom_score_adj (a service with

@@ -6,7 +6,7 @@ use nix::unistd::Pid;
 
 use nix::errno::Errno;
 
-use super::cgroup::{CgroupError, StartGate};
+use super::cgroup::{Cgroup, CgroupError};
 use super::rootview::{self, RootViewError};
 use super::{SandboxSpec, init};
 use crate::plan::Tier;
@@ -55,9 +55,9 @@ fn clone_flags(spec: &SandboxSpec) -> libc::c_int {
 /// With cgroups the sandbox is inside them before it does anything: on cgroup
 /// v2 it is cloned straight into its leaf (`clone3(CLONE_INTO_CGROUP)`, which
 /// also makes the leaf the root of its cgroup namespace); otherwise (v1, or a
-/// kernel or seccomp filter without clone3) it waits on a [`StartGate`] until
-/// the supervisor has moved it into every leaf, and then unshares its cgroup
-/// namespace itself.
+/// kernel or seccomp filter without clone3) it first enters every leaf
+/// ([`Cgroup::start_gate`]: v1 by itself, v2 moved by the supervisor), and
+/// then unshares its cgroup namespace itself.
 pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
     let (read, write) = sys::pipe_cloexec()?;
     // A sandbox started by root: the channel its id-mapped trees come on.
@@ -91,7 +91,7 @@ pub fn spawn(spec: &SandboxSpec) -> Result<Spawned, SpawnError> {
     let (forked, gate) = match direct {
         Some(forked) => (forked, None),
         None => {
-            let gate = spec.cgroup.as_ref().map(|_| StartGate::new()).transpose()?;
+            let gate = spec.cgroup.as_ref().map(Cgroup::start_gate).transpose()?;
             if gate.is_some() {
                 // The init enters its cgroup namespace once it is in its leaf.
                 flags &= !libc::CLONE_NEWCGROUP;

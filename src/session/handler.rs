@@ -16,7 +16,7 @@ use super::server::Session;
 use super::{SessionUse, proto};
 use crate::audit::AuditLog;
 use crate::launch::{self, Done};
-use crate::sandbox::cgroup::{Cgroup, StartGate};
+use crate::sandbox::cgroup::Cgroup;
 use crate::sandbox::home::{self, HomeUse};
 use crate::sandbox::mount;
 use crate::sandbox::report::{self, Message};
@@ -567,7 +567,7 @@ fn spawn_warm(
             let gate = spec
                 .cgroup
                 .as_ref()
-                .map(|_| StartGate::new())
+                .map(Cgroup::start_gate)
                 .transpose()
                 .map_err(|e| e.to_string())?;
             (sys::fork_process(), gate)

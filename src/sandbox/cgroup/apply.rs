@@ -281,16 +281,52 @@ impl Cgroup {
         }
     }
 
-    /// Move process `pid` (with all its threads) into every leaf. For v1, and
-    /// for v2 where clone3 is refused: the process must not have run anything
-    /// yet (it waits on a [`StartGate`]), so that all it starts is counted.
+    /// Move process `pid` (with all its threads) into every v2 leaf; the v1
+    /// leaves the process joins itself ([`StartGate::enter`]). For the clone3
+    /// fallback on v2: the process must not have run anything yet (it waits on
+    /// the [`StartGate`] of [`start_gate`](Self::start_gate)), so that all it
+    /// starts is counted.
     pub fn attach(&self, pid: Pid) -> Result<(), CgroupError> {
-        for g in &self.groups {
+        for g in self.groups.iter().filter(|g| g.version == Version::V2) {
             let procs = g.leaf.join("cgroup.procs");
             write_file(&procs, &pid.to_string())
                 .map_err(io_err(format!("move process {pid} into"), &procs))?;
         }
         Ok(())
+    }
+
+    /// What a sandbox init that was not cloned into its leaf waits on before
+    /// it runs anything: the supervisor's word that it is in the v2 leaves
+    /// ([`attach`](Self::attach)), and the v1 leaves' `tasks` files, opened
+    /// here, that it writes itself into.
+    ///
+    /// Why the init moves itself on v1: a write of another pid (or of a whole
+    /// thread group, `cgroup.procs`) takes the kernel's global thread-group
+    /// lock for writing, which waits for an RCU grace period; on an idle
+    /// machine that was 13–27 ms per write here, against 0.06 ms for a single
+    /// thread writing `0` (itself) into `tasks`, which takes no such lock. The
+    /// init is single-threaded then (just cloned or forked), so the thread is
+    /// the whole process, and everything it starts later is born inside. The
+    /// files are opened here, outside the sandbox's namespaces: the kernel
+    /// checks the opener's credentials (kernels from 5.16; before, the
+    /// writer's, which are the same user).
+    pub fn start_gate(&self) -> Result<StartGate, CgroupError> {
+        let mut own = Vec::new();
+        for g in self.groups.iter().filter(|g| g.version == Version::V1) {
+            let tasks = g.leaf.join("tasks");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tasks)
+                .map_err(io_err("open", &tasks))?;
+            own.push((OwnedFd::from(f), tasks));
+        }
+        let pipe = match self.groups.iter().find(|g| g.version == Version::V2) {
+            Some(g) => Some(sys::pipe_cloexec().map_err(|e| {
+                io_err("make the start gate for", &g.leaf)(io::Error::from(e.errno))
+            })?),
+            None => None,
+        };
+        Ok(StartGate { pipe, own })
     }
 
     /// Which limits the run reached. Read it after the sandbox has ended and
@@ -648,42 +684,66 @@ impl Verdict {
     }
 }
 
-/// Holds the sandbox init until the supervisor has placed it in the leaves
-/// (v1 and the clone3 fallback): a pipe from supervisor to child.
+/// Holds the sandbox init until it is in every leaf (v1, and the clone3
+/// fallback on v2): made by [`Cgroup::start_gate`].
 pub struct StartGate {
-    read: OwnedFd,
-    write: OwnedFd,
+    /// Supervisor → child, when a v2 leaf is joined by the supervisor.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The v1 leaves' `tasks` files, which the child writes itself into.
+    own: Vec<(OwnedFd, PathBuf)>,
 }
 
 /// The byte that releases the child; end of file means "give up".
 const GO: u8 = b'1';
 
-impl StartGate {
-    pub fn new() -> Result<StartGate, SysError> {
-        let (read, write) = sys::pipe_cloexec()?;
-        Ok(StartGate { read, write })
-    }
+/// Why a sandbox init could not enter its leaves.
+#[derive(Debug)]
+pub enum GateError {
+    /// The supervisor closed the gate (it reports why): exit quietly.
+    GaveUp,
+    /// Our own move into a v1 leaf failed.
+    Join(String),
+}
 
-    /// Child side: block until released. `false` when the supervisor gave up
-    /// (closed the gate, e.g. because [`Cgroup::attach`] failed): the child
-    /// must exit without running anything.
-    pub fn wait(self) -> bool {
-        drop(self.write);
+impl StartGate {
+    /// Child side, first thing after the clone (single-threaded, nothing run
+    /// yet): join the v1 leaves, then wait for the supervisor's word on the v2
+    /// ones. On an error the child must exit without running anything.
+    pub fn enter(self) -> Result<(), GateError> {
+        for (fd, path) in &self.own {
+            // "0": the writing thread itself, whatever pid namespace it is in.
+            if let Err(e) = nix::unistd::write(fd, b"0") {
+                return Err(GateError::Join(format!(
+                    "cannot move the sandbox into {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        drop(self.own);
+        let Some((read, write)) = self.pipe else {
+            return Ok(());
+        };
+        drop(write);
         let mut byte = [0u8; 1];
         loop {
-            match nix::unistd::read(self.read.as_fd(), &mut byte) {
-                Ok(1) => return byte[0] == GO,
+            match nix::unistd::read(read.as_fd(), &mut byte) {
+                Ok(1) if byte[0] == GO => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
-                _ => return false,
+                _ => return Err(GateError::GaveUp),
             }
         }
     }
 
-    /// Supervisor side: the child is placed, let it run.
+    /// Supervisor side: the child is placed in the v2 leaves (or there are
+    /// none), let it run.
     pub fn release(self) -> Result<(), SysError> {
-        drop(self.read);
+        drop(self.own);
+        let Some((read, write)) = self.pipe else {
+            return Ok(());
+        };
+        drop(read);
         loop {
-            match nix::unistd::write(self.write.as_fd(), &[GO]) {
+            match nix::unistd::write(write.as_fd(), &[GO]) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(SysError::new("write", "cgroup start gate", e)),
