@@ -40,8 +40,13 @@ impl Session {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env_clear()
+        c.args(args);
+        self.caller(c)
+    }
+
+    /// `c` as this test's caller: its environment and workspace.
+    fn caller(&self, mut c: Command) -> Command {
+        c.env_clear()
             .env("SHELLCAGE_SESSION", "auto")
             .env("XDG_RUNTIME_DIR", self.rt.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -841,4 +846,87 @@ fn each_command_reports_its_own_name_lookups() {
     assert_eq!(hosts(&second), ["second.example"], "only its own");
     let none = s.run(&["--report", "json"], "true");
     assert!(hosts(&none).is_empty());
+}
+
+/// A caller in other cgroups gets a session of its own, started inside them: its command
+/// runs under the limits its caller is under, never below an earlier caller's cgroups.
+#[test]
+fn a_caller_in_other_cgroups_gets_its_own_session_inside_them() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    assert_eq!(s.servers().len(), 1, "the first command started a session");
+    let Some(g) = common::cgroups::Guard::new(512, 1 << 30) else {
+        common::require(
+            !common::is_root(),
+            "writable v1 pids and memory cgroups (root)",
+        );
+        return;
+    };
+    let m = common::sleep_marker();
+    let bin = s.bin.to_str().unwrap().to_owned();
+    let ws = s.ws.path().to_str().unwrap().to_owned();
+    let script = format!("sleep {m}; echo done");
+    let argv = [
+        &bin[..],
+        "run",
+        "--workspace",
+        &ws,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let mut c = s.caller(g.command(&argv));
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        common::host_pids_with(&m).into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    };
+    assert!(wait_for(Duration::from_secs(10), || sleeping().is_some()));
+    let pid = sleeping().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let guard_name = g.dirs[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for ctrl in ["pids", "memory"] {
+        let line = cgroups
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == ctrl))
+            })
+            .unwrap_or_else(|| panic!("no {ctrl} line: {cgroups}"));
+        let below =
+            line.ends_with(&format!("/{guard_name}")) || line.contains(&format!("/{guard_name}/"));
+        assert!(below, "{ctrl}: not below the caller's cgroup: {cgroups}");
+    }
+    // The marker is a long sleep: end it, the script goes on.
+    common::signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out), "done\n");
+    assert_eq!(
+        s.servers().len(),
+        2,
+        "the caller in the guard got a session of its own"
+    );
+    // Control: the first caller's session is still used by a caller in its cgroups.
+    expect_code(&s.run(&[], "true"), 0);
+    assert_eq!(s.servers().len(), 2);
+    let _ = s.command(&["session", "stop", "--all"]).output();
+    assert!(
+        wait_for(Duration::from_secs(5), || g.empty()),
+        "the guard's session left processes"
+    );
 }

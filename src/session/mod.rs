@@ -102,8 +102,12 @@ pub fn dir() -> std::io::Result<PathBuf> {
 
 use std::os::unix::fs::DirBuilderExt;
 
-/// The session key: the user, shellcage's build (the binary's identity) and the whole
-/// resolved policy (the profile chain's texts and every flag that changed it).
+/// The session key: the user, shellcage's build (the binary's identity), the whole
+/// resolved policy (the profile chain's texts and every flag that changed it), and the
+/// caller's cgroups. A session's commands run below the server's cgroups, and the server
+/// is forked from the command that started it: a caller in other cgroups (a CI job's, a
+/// `systemd-run` scope with its own limits) gets its own session, so that no command
+/// ever runs outside the limits its caller is under.
 pub fn key(req: &Request) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -120,6 +124,8 @@ pub fn key(req: &Request) -> String {
             h.update(v.to_le_bytes());
         }
     }
+    // Unreadable: the empty string, which no caller with cgroups shares.
+    h.update(std::fs::read("/proc/self/cgroup").unwrap_or_default());
     // The report is an output choice, sent with each command.
     let mut policy = req.policy.clone();
     policy.report = false;
