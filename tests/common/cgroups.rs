@@ -162,3 +162,52 @@ pub fn limits_available() -> bool {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Whether the suite runs warm (`SHELLCAGE_SESSION=auto`, CI's second pass): each
+/// command runs in a session, whose server lives on in the caller's cgroups after it.
+pub fn warm() -> bool {
+    std::env::var("SHELLCAGE_SESSION").is_ok_and(|v| v != "off" && v != "0" && v != "no")
+}
+
+/// Warm: end workspace `ws`'s sessions (HOME=`home`), so that the server and its
+/// pre-started sandbox leave the caller's cgroups, and fail unless there was one (the
+/// command did run warm). Cold: nothing.
+pub fn end_sessions(home: &Path, ws: &Path) {
+    if !warm() {
+        return;
+    }
+    let out = super::shellcage(Some(home), &["session", "stop", s(ws)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("stopped session")),
+        "warm: the command ran in no session of {}: {text}{}",
+        ws.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The groups a run left behind. Cold: those of shellcage process `pid` below our own
+/// cgroups and `guard` ([`left_by_anywhere`]). Warm (after [`end_sessions`]): the
+/// session's handlers name the groups, so every `shellcage-<n>-…` below `guard`, which
+/// is the test's own (an unprivileged caller has no cgroups to leave: nothing to look at).
+pub fn left(pid: u32, guard: &[PathBuf]) -> Vec<PathBuf> {
+    if !warm() || guard.is_empty() {
+        return left_by_anywhere(pid, guard);
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = guard.to_vec();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let run = name
+                .strip_prefix("shellcage-")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+            if run && e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

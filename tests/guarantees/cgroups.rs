@@ -10,7 +10,9 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::cgroups::{Guard, left_by_anywhere, limits_available, s};
+use crate::common::cgroups::{
+    Guard, end_sessions, left, left_by_anywhere, limits_available, s, warm,
+};
 use crate::common::*;
 
 const BOMB_MEMORY: &str =
@@ -147,16 +149,15 @@ fn memory_limit_ends_the_command_and_says_which() {
                 .contains("memory.max (memory limit 64 MiB)")),
         "{row}"
     );
+    assert_eq!(r["session"].is_object(), warm(), "{r}");
     // The host: the guard's 512 MiB was never reached, nothing is left.
     assert!(
         g.memory_untouched(),
         "the guard's limit was hit: the run's did not hold"
     );
+    end_sessions(home.path(), ws.path());
     assert!(wait_for(Duration::from_secs(3), || g.empty()));
-    assert_eq!(
-        left_by_anywhere(pid, &g.dirs),
-        Vec::<std::path::PathBuf>::new()
-    );
+    assert_eq!(left(pid, &g.dirs), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -181,6 +182,7 @@ fn fork_bomb_stops_at_the_process_limit() {
     let (out, pid, guard_dirs) = if is_root() {
         let Some(g) = guard(256, 1 << 30) else { return };
         let (out, pid) = run_guarded(&g, &home, &ws, &args);
+        end_sessions(home.path(), ws.path());
         assert!(
             wait_for(Duration::from_secs(5), || g.empty()),
             "left in the guard"
@@ -196,7 +198,9 @@ fn fork_bomb_stops_at_the_process_limit() {
             .stderr(Stdio::piped());
         let child = c.spawn().unwrap();
         let pid = child.id();
-        (child.wait_with_output().unwrap(), pid, vec![])
+        let out = child.wait_with_output().unwrap();
+        end_sessions(home.path(), ws.path());
+        (out, pid, vec![])
     };
     let err = stderr(&out);
     assert!(
@@ -232,10 +236,8 @@ fn fork_bomb_stops_at_the_process_limit() {
             "{err}"
         );
     }
-    assert_eq!(
-        left_by_anywhere(pid, &guard_dirs),
-        Vec::<std::path::PathBuf>::new()
-    );
+    assert_eq!(r["session"].is_object(), warm(), "{r}");
+    assert_eq!(left(pid, &guard_dirs), Vec::<std::path::PathBuf>::new());
 }
 
 /// A host limit tighter than the sandbox's (dev's 4096 in a group of 48) is
@@ -265,15 +267,13 @@ fn an_enclosing_process_limit_is_not_blamed_on_the_sandboxs() {
         !err.contains("shellcage: process limit 4096 reached"),
         "{err}"
     );
+    end_sessions(home.path(), ws.path());
     assert!(
         wait_for(Duration::from_secs(5), || g.empty()),
         "left in the guard"
     );
     assert!(wait_for(Duration::from_secs(5), || host_pids_with(&m).is_empty()));
-    assert_eq!(
-        left_by_anywhere(pid, &g.dirs),
-        Vec::<std::path::PathBuf>::new()
-    );
+    assert_eq!(left(pid, &g.dirs), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -317,15 +317,54 @@ fn cpu_limit_throttles_the_sandbox() {
 }
 
 /// Start `shellcage run --memory … --processes … --cpu … ARGS` (a group in each
-/// hierarchy); the pid and the child.
-fn start_limited(ws: &Workspace, home: &Home, args: &[&str]) -> std::process::Child {
-    let mut c = shellcage(Some(home.path()), &["run", "--workspace", s(ws.path())]);
-    c.args(["--memory", "256M", "--processes", "200", "--cpu", "1"])
-        .args(args)
-        .current_dir(ws.path())
+/// hierarchy), in guard `g` when given; the child.
+fn start_limited(
+    g: Option<&Guard>,
+    ws: &Workspace,
+    home: &Home,
+    args: &[&str],
+) -> std::process::Child {
+    let limits = ["--memory", "256M", "--processes", "200", "--cpu", "1"];
+    let mut c = match g {
+        Some(g) => {
+            let bin = bin();
+            let mut argv = vec![s(&bin), "run", "--workspace", s(ws.path())];
+            argv.extend_from_slice(&limits);
+            argv.extend_from_slice(args);
+            let mut c = g.command(&argv);
+            c.env_clear()
+                .env(
+                    "SHELLCAGE_SESSION",
+                    std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+                )
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", home.path())
+                .stdin(Stdio::null());
+            c
+        }
+        None => {
+            let mut c = shellcage(Some(home.path()), &["run", "--workspace", s(ws.path())]);
+            c.args(limits).args(args);
+            c
+        }
+    };
+    c.current_dir(ws.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c.spawn().unwrap()
+}
+
+/// Warm, the groups are told apart below a guard of the test's own (the session's
+/// handlers name them); cold, by the calling shellcage's pid below our own cgroups.
+fn warm_guard() -> Option<Guard> {
+    if warm() { guard(1024, 4 << 30) } else { None }
+}
+
+/// Whether the command whose argv holds `marker` is running its `sleep`.
+fn sleeping(marker: &str) -> bool {
+    host_pids_with(marker).into_iter().any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    })
 }
 
 /// What a user without cgroups of their own gets instead (sctest on this
@@ -334,7 +373,7 @@ fn start_limited(ws: &Workspace, home: &Home, args: &[&str]) -> std::process::Ch
 /// nothing is created.
 fn refused_without_cgroups(ws: &Workspace, home: &Home) {
     let ran = ws.path().join("ran");
-    let child = start_limited(ws, home, &["--", "touch", s(&ran)]);
+    let child = start_limited(None, ws, home, &["--", "touch", s(&ran)]);
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     expect_code(&out, 125);
@@ -358,6 +397,8 @@ fn groups_are_removed_after_every_exit_path() {
     if !limits_available() {
         return refused_without_cgroups(&ws, &home);
     }
+    let g = warm_guard();
+    let dirs = g.as_ref().map_or(vec![], |g| g.dirs.clone());
     let cases: [(&str, &[&str], i32); 5] = [
         ("normal exit", &["--", "true"], 0),
         ("the command's own code", &["--", "sh", "-c", "exit 3"], 3),
@@ -366,34 +407,40 @@ fn groups_are_removed_after_every_exit_path() {
         ("timeout", &["--timeout", "1s", "--", "sleep", "30"], 124),
     ];
     for (what, args, code) in cases {
-        let child = start_limited(&ws, &home, args);
+        let child = start_limited(g.as_ref(), &ws, &home, args);
         let pid = child.id();
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(code), "{what}: {}", stderr(&out));
-        assert_eq!(
-            left_by_anywhere(pid, &[]),
-            Vec::<std::path::PathBuf>::new(),
-            "{what}"
-        );
+        end_sessions(home.path(), ws.path());
+        assert_eq!(left(pid, &dirs), Vec::<std::path::PathBuf>::new(), "{what}");
     }
     // A signal to shellcage: forwarded, the sandbox ends, the groups go.
-    let child = start_limited(&ws, &home, &["--", "sleep", "30"]);
+    let m = sleep_marker();
+    let child = start_limited(g.as_ref(), &ws, &home, &["--", "sleep", &m]);
     let pid = child.id();
-    assert!(wait_for(Duration::from_secs(5), || !left_by_anywhere(
-        pid,
-        &[]
-    )
-    .is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || sleeping(&m)));
+    assert!(!left(pid, &dirs).is_empty(), "control: the run has groups");
     signal(pid, nix::sys::signal::Signal::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(wait_for(Duration::from_secs(5), || !sleeping(&m)));
+    end_sessions(home.path(), ws.path());
     assert_eq!(
-        left_by_anywhere(pid, &[]),
+        left(pid, &dirs),
         Vec::<std::path::PathBuf>::new(),
         "SIGTERM"
     );
+    if let Some(g) = g {
+        assert!(
+            wait_for(Duration::from_secs(5), || g.empty()),
+            "left in the guard"
+        );
+    }
 }
 
+/// The supervisor of a command's groups is killed (cold: shellcage; warm: the session's
+/// server, with its handlers): the groups cannot go with it, and a run more than 10 s
+/// later removes them, in every hierarchy.
 #[test]
 fn groups_of_a_killed_shellcage_are_removed_by_a_later_run() {
     needs_sandbox!();
@@ -401,37 +448,81 @@ fn groups_of_a_killed_shellcage_are_removed_by_a_later_run() {
     if !limits_available() {
         return refused_without_cgroups(&ws, &home);
     }
+    let g = warm_guard();
+    let dirs = g.as_ref().map_or(vec![], |g| g.dirs.clone());
     let m = sleep_marker();
-    let mut child = start_limited(&ws, &home, &["--", "sleep", &m]);
+    let mut child = start_limited(g.as_ref(), &ws, &home, &["--", "sleep", &m]);
     let pid = child.id();
     // shellcage's own argv holds the marker too: wait for the sleep itself.
-    let sleeping = || {
-        host_pids_with(&m).into_iter().any(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
-        })
-    };
     assert!(
-        wait_for(Duration::from_secs(10), sleeping),
+        wait_for(Duration::from_secs(10), || sleeping(&m)),
         "the command never started"
     );
-    let left = left_by_anywhere(pid, &[]);
-    assert_eq!(left.len(), 3, "memory, pids and cpu groups: {left:?}");
-    signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let left_then = left(pid, &dirs);
+    if warm() {
+        // The command's memory, pids and cpu groups, and the pre-started next one's.
+        assert!(left_then.len() >= 3, "{left_then:?}");
+        let list = shellcage(Some(home.path()), &["session", "list"])
+            .output()
+            .unwrap();
+        let line = stdout(&list)
+            .lines()
+            .find(|l| l.contains(s(ws.path())))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no session of the workspace: {}", stdout(&list)));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let server: u32 = words
+            .windows(2)
+            .find(|w| w[0] == "pid")
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line}"));
+        signal(server, nix::sys::signal::Signal::SIGKILL);
+    } else {
+        assert_eq!(
+            left_then.len(),
+            3,
+            "memory, pids and cpu groups: {left_then:?}"
+        );
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
     let _ = child.wait();
     // The sandbox dies with its supervisor; its groups cannot go with it.
     assert!(wait_for(Duration::from_secs(5), || host_pids_with(&m).is_empty()));
-    assert_eq!(
-        left_by_anywhere(pid, &[]),
-        left,
-        "control: the groups were left"
+    let still: Vec<_> = left_then.iter().filter(|d| d.exists()).collect();
+    assert!(
+        !still.is_empty(),
+        "control: the groups were left: {left_then:?}"
     );
     // A run within 10 s of their creation leaves them (they could be a
     // starting run's); one after that removes them, in every hierarchy, even
     // though it only limits processes (the dev profile's).
     std::thread::sleep(Duration::from_millis(10_500));
-    let out = run_in(&ws, &home, &[], "true");
+    let out = match &g {
+        Some(g) => {
+            let bin = bin();
+            let argv = [s(&bin), "run", "--workspace", s(ws.path()), "--", "true"];
+            let mut c = g.command(&argv);
+            c.env_clear()
+                .env("SHELLCAGE_SESSION", "auto")
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", home.path())
+                .current_dir(ws.path())
+                .stdin(Stdio::null());
+            c.output().unwrap()
+        }
+        None => run_in(&ws, &home, &[], "true"),
+    };
     expect_code(&out, 0);
-    assert_eq!(left_by_anywhere(pid, &[]), Vec::<std::path::PathBuf>::new());
+    let remaining: Vec<_> = left_then.iter().filter(|d| d.exists()).collect();
+    assert_eq!(remaining, Vec::<&std::path::PathBuf>::new());
+    end_sessions(home.path(), ws.path());
+    assert_eq!(left(pid, &dirs), Vec::<std::path::PathBuf>::new());
+    if let Some(g) = g {
+        assert!(
+            wait_for(Duration::from_secs(5), || g.empty()),
+            "left in the guard"
+        );
+    }
 }
 
 #[test]
@@ -613,8 +704,7 @@ fn the_sandbox_is_oom_killable_whatever_shellcage_runs_at() {
     );
     assert!(start.elapsed() < Duration::from_secs(30));
     assert!(g.memory_untouched());
-    assert_eq!(
-        left_by_anywhere(pid, &g.dirs),
-        Vec::<std::path::PathBuf>::new()
-    );
+    end_sessions(home.path(), ws.path());
+    assert!(wait_for(Duration::from_secs(3), || g.empty()));
+    assert_eq!(left(pid, &g.dirs), Vec::<std::path::PathBuf>::new());
 }
