@@ -136,8 +136,8 @@ pub(super) fn run(
         cold(&conn, why);
     }
     drop(stdio);
-    let holds = hold(session, &conn);
-    let git = git_snapshots(session);
+    let mut holds = hold(session, &conn);
+    let git = git_before(&mut holds);
     let paths = holds.as_ref().map(|h| h.paths.clone()).unwrap_or_default();
     let prepared = match prepare(
         session,
@@ -150,7 +150,7 @@ pub(super) fn run(
         Ok(p) => p,
         Err(why) => {
             if let Some(h) = holds {
-                let _ = h.finish();
+                let _ = h.finish(git_copies(session));
             }
             cold(&conn, why)
         }
@@ -169,25 +169,33 @@ pub(super) fn run(
     )
 }
 
-/// What the session's git config copies hold before the command starts: what it
+/// What the session's git config copies held when the command started: what it
 /// changes in them is merged when it ends.
-fn git_snapshots(session: &Session<'_>) -> Vec<Option<Vec<u8>>> {
+fn git_before(holds: &mut Option<mount::CommandHolds>) -> Vec<Option<Vec<u8>>> {
+    holds
+        .as_mut()
+        .map(|h| std::mem::take(&mut h.git_before))
+        .unwrap_or_default()
+}
+
+/// The session's private git config copies (made and removed per command).
+fn git_copies<'a>(session: &'a Session<'_>) -> &'a [mount::PrivateConfig] {
     session
         .spec
         .mounts
         .as_ref()
-        .map(mount::git_snapshots)
-        .unwrap_or_default()
+        .map_or(&[][..], |m| &m.protection.git[..])
 }
 
 /// The session's placeholders, put in place and held for this command. When that
 /// fails the tree no longer fits the session's plan (a name was made on the host): the
 /// command runs cold and the session ends.
 fn hold(session: &Session<'_>, conn: &OwnedFd) -> Option<mount::CommandHolds> {
-    if session.holds.is_empty() {
+    let git = git_copies(session);
+    if session.holds.is_empty() && git.is_empty() {
         return None;
     }
-    match mount::hold_for_command(&session.req.policy.workspace, &session.holds) {
+    match mount::hold_for_command(&session.req.policy.workspace, &session.holds, git) {
         Ok(h) => Some(h),
         Err(e) => {
             let why = e.to_string();
@@ -229,10 +237,9 @@ pub(super) fn spare(session: &mut Session<'_>, control: OwnedFd) -> ! {
         cold(&conn, why);
     }
     drop(fds);
-    let holds = hold(session, &conn);
-    tracing::debug!(target: "shellcage::timing", "session: placeholders held {}", start.elapsed().as_micros());
-    let git = git_snapshots(session);
-    tracing::debug!(target: "shellcage::timing", "session: git snapshots {}", start.elapsed().as_micros());
+    let mut holds = hold(session, &conn);
+    let git = git_before(&mut holds);
+    tracing::debug!(target: "shellcage::timing", "session: placeholders and git copies held {}", start.elapsed().as_micros());
     serve(
         session,
         prepared,
@@ -373,7 +380,11 @@ fn serve(
         tracing::debug!(why, "session: broken");
         remove_cgroup(spec);
         if let Some(h) = holds {
-            let _ = h.finish();
+            let copies = spec
+                .mounts
+                .as_ref()
+                .map_or(&[][..], |m| &m.protection.git[..]);
+            let _ = h.finish(copies);
         }
         let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
         sys::exit_now(super::server::EXIT_BROKEN)
@@ -430,7 +441,11 @@ fn serve(
         .map(|m| mount::after_command(m, since, &git_before))
         .unwrap_or_default();
     if let Some(h) = holds {
-        for line in h.finish() {
+        let copies = spec
+            .mounts
+            .as_ref()
+            .map_or(&[][..], |m| &m.protection.git[..]);
+        for line in h.finish(copies) {
             after_run.say(line);
         }
     }

@@ -110,6 +110,16 @@ impl Workspace {
 /// it: runs with the caller's HOME would otherwise leave one per test there.
 impl Drop for Workspace {
     fn drop(&mut self) {
+        // A warm pass: the workspace's sessions end with it (a server's watch does not
+        // see its workspace deleted while the session's mounts hold the directory, and
+        // each server holds one of the user's 128 inotify instances).
+        if cgroups::warm() {
+            let _ = shellcage(
+                None,
+                &["session", "stop", self.path().to_str().unwrap_or("")],
+            )
+            .output();
+        }
         let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
             return;
         };
@@ -202,6 +212,12 @@ pub fn shellcage(home: Option<&Path>, args: &[&str]) -> Command {
         .env(
             "SHELLCAGE_SESSION",
             std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+        )
+        // A warm pass's servers end soon after their test (each holds an inotify
+        // instance, and a user has 128: past that, sessions would not start).
+        .env(
+            "SHELLCAGE_SESSION_IDLE",
+            std::env::var_os("SHELLCAGE_SESSION_IDLE").unwrap_or_else(|| "10m".into()),
         )
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")

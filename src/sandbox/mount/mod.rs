@@ -30,7 +30,9 @@ pub use apply::{apply, hold_placeholders, mask_for_command, mount_own_proc};
 pub use env_scan::EnvScan;
 pub use env_scan::{is_env_file, scan_watched};
 pub use layer::LayerDirs;
-pub use protect::{AfterRun, CommandHolds, Hold, Protection, RepoCheck, hold_for_command};
+pub use protect::{
+    AfterRun, CommandHolds, Hold, PrivateConfig, Protection, RepoCheck, hold_for_command,
+};
 
 /// Device nodes bound from the host into the sandbox's /dev.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -378,11 +380,6 @@ pub fn after_command(
     git_before: &[Option<Vec<u8>>],
 ) -> protect::AfterRun {
     protect::after_command(&plan.protection, since, git_before)
-}
-
-/// See [`protect::git_snapshots`].
-pub fn git_snapshots(plan: &MountPlan) -> Vec<Option<Vec<u8>>> {
-    protect::git_snapshots(&plan.protection)
 }
 
 /// Undo what the plan did on the host, and the exit step (see [`protect::cleanup`]).

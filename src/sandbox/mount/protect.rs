@@ -114,9 +114,17 @@ impl Protection {
                 },
             })
             .collect();
+        for copy in &mut self.git {
+            copy.for_session();
+        }
         if placer.last_out() {
             for (path, err) in placer.remove_all() {
                 tracing::warn!(path = %path.display(), %err, "placeholder not removed");
+            }
+            for copy in &self.git {
+                if let Err(err) = copy.remove_copy(placer) {
+                    tracing::warn!(path = %copy.private.display(), %err, "git config copy not removed");
+                }
             }
         }
         placer.forget_made();
@@ -127,49 +135,81 @@ impl Protection {
     }
 }
 
-/// The placeholders one command of a session holds for its run (see
-/// [`hold_for_command`]); [`CommandHolds::finish`] removes them when it is the last
+/// The placeholders and git config copies one command of a session holds for its run
+/// (see [`hold_for_command`]); [`CommandHolds::finish`] removes them when it is the last
 /// run to use the workspace.
 #[derive(Debug)]
 pub struct CommandHolds {
     placer: Placer,
     /// What the command's init binds read-only over itself.
     pub paths: Vec<PathBuf>,
+    /// What each git config copy held when the command started (what it changes in
+    /// them is merged when it ends, see [`after_command`]).
+    pub git_before: Vec<Option<Vec<u8>>>,
 }
 
 impl CommandHolds {
-    /// The command has ended: remove the placeholders if no other run uses them (lines
-    /// for stderr about any that could not be removed).
-    pub fn finish(self) -> Vec<String> {
+    /// The command has ended: remove the placeholders and the git config copies `git` if
+    /// no other run uses them (lines for stderr about any that could not be removed).
+    pub fn finish(mut self, git: &[PrivateConfig]) -> Vec<String> {
         if !self.placer.last_out() {
             return Vec::new();
         }
-        (self.placer.remove_all().into_iter())
+        let mut lines: Vec<String> = (self.placer.remove_all().into_iter())
             .map(|(path, err)| {
                 format!(
                     "shellcage: warning: placeholder {} not removed: {err}",
                     path.display()
                 )
             })
-            .collect()
+            .collect();
+        for copy in git {
+            if let Err(err) = copy.remove_copy(&mut self.placer) {
+                lines.push(format!(
+                    "shellcage: warning: {} not removed: {err}",
+                    copy.private.display()
+                ));
+            }
+        }
+        lines
     }
 }
 
-/// A session's command: take the workspace lock (shared) and put each of the session's
-/// placeholders in place again (made, or taken over from a concurrent run). `Err` when
-/// a name is something else now (the host made it meanwhile) or cannot be reached: the
-/// session's plan no longer fits the tree, and the command runs cold.
-pub fn hold_for_command(ws: &Path, holds: &[Hold]) -> Result<CommandHolds, MountError> {
+/// A session's command: take the workspace lock (shared), put each of the session's
+/// placeholders in place again (made, or taken over from a concurrent run), and its git
+/// config copies `git` (see [`PrivateConfig::for_command`]). `Err` when a name is
+/// something else now (the host made it meanwhile) or cannot be reached, or a copy
+/// cannot be made: the session's plan no longer fits the tree, and the command runs
+/// cold.
+pub fn hold_for_command(
+    ws: &Path,
+    holds: &[Hold],
+    git: &[PrivateConfig],
+) -> Result<CommandHolds, MountError> {
     let mut placer = Placer::open(ws)?;
     let umask = Umask::clear();
     let result = holds.iter().try_for_each(|h| hold_one(&mut placer, ws, h));
     drop(umask);
+    let mut git_before = Vec::new();
+    let result = result.and_then(|()| {
+        for copy in git {
+            let text = copy.for_command(&mut placer).map_err(|e| {
+                MountError::Invalid(format!(
+                    "cannot make the session's copy {}: {e}",
+                    copy.private.display()
+                ))
+            })?;
+            git_before.push(Some(text));
+        }
+        Ok(())
+    });
     let out = CommandHolds {
         placer,
         paths: holds.iter().map(|h| h.path.clone()).collect(),
+        git_before,
     };
     if let Err(e) = result {
-        let _ = out.finish();
+        let _ = out.finish(git);
         return Err(e);
     }
     Ok(out)
@@ -830,18 +870,11 @@ pub fn cleanup(protection: &Protection) -> AfterRun {
     after
 }
 
-/// A session's command is about to start: what each git config copy holds (see
-/// [`after_command`]).
-pub fn git_snapshots(protection: &Protection) -> Vec<Option<Vec<u8>>> {
-    protection.git.iter().map(|c| c.snapshot()).collect()
-}
-
 /// A session's command has ended (see the `session` module): the exit step for what it
 /// may have left in the workspace (what it changed in the git config copies since
 /// `git_before`, merged as at a run's end; new root files matching a protected pattern;
-/// repositories made or changed since `since`, the command's start). The copies stay,
-/// and the placeholders of other commands: they are the session's, undone by [`cleanup`]
-/// when it ends.
+/// repositories made or changed since `since`, the command's start). The copies and
+/// placeholders are removed by [`CommandHolds::finish`] when no other run uses them.
 pub fn after_command(
     protection: &Protection,
     since: (i64, i64),

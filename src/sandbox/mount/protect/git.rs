@@ -48,6 +48,9 @@ pub struct PrivateConfig {
     policy: KeyPolicy,
     git_dir: PathBuf,
     workspace: PathBuf,
+    /// A session's copy: made for each command that finds none and removed by the last
+    /// one out ([`for_command`](Self::for_command)); each command merges its own changes.
+    session: bool,
 }
 
 /// The name of this run's copy of `config`.
@@ -109,15 +112,26 @@ pub fn private_copy(
         policy,
         git_dir: dir,
         workspace: placer.dir_path(0).to_path_buf(),
+        session: false,
     }))
 }
 
 /// The host's `config` in the open git directory `git`, if it is a regular
 /// file of at most [`MAX_CONFIG_SIZE`] bytes.
 fn read_config(placer: &Placer, git: usize) -> Result<Option<Vec<u8>>, std::io::Error> {
+    read_regular_at(placer, git, "config")
+}
+
+/// The file `name` in the open directory `dir`, if it is a regular file of at most
+/// [`MAX_CONFIG_SIZE`] bytes (a link is not followed, a FIFO not waited on).
+fn read_regular_at(
+    placer: &Placer,
+    dir: usize,
+    name: &str,
+) -> Result<Option<Vec<u8>>, std::io::Error> {
     let fd = match nix::fcntl::openat(
-        placer.fd_of(git),
-        "config",
+        placer.fd_of(dir),
+        name,
         OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     ) {
@@ -204,6 +218,102 @@ fn user_excludes(repo_text: &[u8]) -> Vec<u8> {
 }
 
 impl PrivateConfig {
+    /// The copy's file name in its git directory.
+    fn name(&self) -> String {
+        self.private
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// From now on a session's: between its commands the copy is not in the host's tree.
+    pub fn for_session(&mut self) {
+        self.session = true;
+    }
+
+    /// The copy's git directory, opened in `placer` name by name from the workspace,
+    /// following no link.
+    pub fn open_dir(&self, placer: &mut Placer) -> Result<usize, std::io::Error> {
+        let rel = self
+            .git_dir
+            .strip_prefix(&self.workspace)
+            .map_err(|_| std::io::Error::other("the git directory is outside the workspace"))?;
+        let mut at = 0;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(n) => at = placer.open_dir(at, n)?,
+                _ => return Err(std::io::Error::other("not a plain relative path")),
+            }
+        }
+        Ok(at)
+    }
+
+    /// A session's command is about to start, holding the workspace lock (shared) in
+    /// `placer`: what the copy holds now, its merge's starting point. When no other
+    /// command of the session has it (between commands it is not in the host's tree),
+    /// it is made again from the host file as it is now, so a change made on the host
+    /// between commands is what the command sees. `Err` (the host file is not a config
+    /// git and this reader both read, or the copy is not a regular file): the command
+    /// runs cold.
+    pub fn for_command(&self, placer: &mut Placer) -> Result<Vec<u8>, std::io::Error> {
+        let dir = self.open_dir(placer)?;
+        let name = self.name();
+        if let Some(text) = read_regular_at(placer, dir, &name)? {
+            return Ok(text);
+        }
+        if nix::sys::stat::fstatat(
+            placer.fd_of(dir),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok()
+        {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file of at most {MAX_CONFIG_SIZE} bytes",
+                self.private.display()
+            )));
+        }
+        let Some(mut text) = read_config(placer, dir)? else {
+            return Err(std::io::Error::other(format!(
+                "{} is no longer a regular file",
+                self.host.display()
+            )));
+        };
+        if Config::parse(&text).is_err() {
+            return Err(std::io::Error::other(format!(
+                "{} no longer reads as git config",
+                self.host.display()
+            )));
+        }
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(&self.base[self.host_len..]);
+        let fd = nix::fcntl::openat(
+            placer.fd_of(dir),
+            name.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+        std::fs::File::from(fd).write_all(&text)?;
+        Ok(text)
+    }
+
+    /// Remove a session's copy (its last command has ended, or its template is built),
+    /// through `placer` (holding the workspace lock, exclusive).
+    pub fn remove_copy(&self, placer: &mut Placer) -> Result<(), std::io::Error> {
+        let dir = self.open_dir(placer)?;
+        match nix::unistd::unlinkat(
+            placer.fd_of(dir),
+            self.name().as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(std::io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+
     /// The exclude file for this (root) config's copy: the user's own
     /// excludes (see [`user_excludes`]), then one pattern per placeholder.
     pub fn exclude_file<'a>(
@@ -253,8 +363,20 @@ impl PrivateConfig {
     }
 
     /// Merge the sandbox's copy into the host file, remove the copy, and say
-    /// what happened (one line, names only). Called once, after the run.
+    /// what happened (one line, names only). Called once, after the run. A session's
+    /// copy is only removed (each command merged its own changes when it ended).
     pub fn finish(&self, display: &Path) -> Option<String> {
+        if self.session {
+            if let Err(e) = std::fs::remove_file(&self.private) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    crate::say!(
+                        "shellcage: warning: {} not removed: {e}",
+                        self.private.display()
+                    );
+                }
+            }
+            return None;
+        }
         let ctx = Context {
             existing_remotes: Vec::new(),
             git_dir: Some(self.git_dir.clone()),
