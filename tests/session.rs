@@ -593,6 +593,35 @@ fn the_host_tree_has_no_placeholders_between_commands() {
             "{name} is not on the host between commands"
         );
     }
+    // Nor the private copy of .git/config: each command has it while it runs (git
+    // inside writes it, and what it changed is merged), the last one out removes it.
+    let copies = || -> Vec<String> {
+        std::fs::read_dir(s.ws.path().join(".git"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("config.shellcage."))
+            .collect()
+    };
+    assert_eq!(
+        copies(),
+        Vec::<String>::new(),
+        "a git config copy between commands"
+    );
+    let during = s.run(
+        &[],
+        "git config user.name inside && ls -a .git | grep -c '^config.shellcage.'",
+    );
+    expect_code(&during, 0);
+    assert_eq!(stdout(&during).trim(), "1", "{}", stderr(&during));
+    assert_eq!(
+        copies(),
+        Vec::<String>::new(),
+        "the copy stayed after the command"
+    );
+    let host = std::fs::read_to_string(s.ws.path().join(".git/config")).unwrap();
+    assert!(host.contains("name = inside"), "not merged: {host}");
+    assert_eq!(s.servers(), server, "the same session ran it");
     // The user makes one of those names on the host between commands: it is theirs,
     // the next command cannot change it, and the session gives way to a new one.
     std::fs::create_dir(s.ws.path().join(".vscode")).unwrap();
