@@ -37,21 +37,35 @@ fn run_guarded_via(
     via: &[&str],
     args: &[&str],
 ) -> (Output, u32) {
+    let child = guarded(g, home, ws, via, args).spawn().unwrap();
+    // `sh -c '… exec shellcage'`: the shell's pid becomes shellcage's.
+    let pid = child.id();
+    (child.wait_with_output().unwrap(), pid)
+}
+
+/// `via shellcage run --workspace WS ARGS` started in `g` (HOME = `home`), its output
+/// piped.
+fn guarded(
+    g: &Guard,
+    home: &Home,
+    ws: &Workspace,
+    via: &[&str],
+    args: &[&str],
+) -> std::process::Command {
     let bin = bin();
     let mut argv = via.to_vec();
     argv.extend_from_slice(&[s(&bin), "run", "--workspace", s(ws.path())]);
     argv.extend_from_slice(args);
     let mut c = g.command(&argv);
+    // The session directory the test's own `shellcage session stop` looks in.
     c.env("HOME", home.path())
         .env_remove("SHELLCAGE_PROFILE")
+        .env_remove("XDG_RUNTIME_DIR")
         .current_dir(ws.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    // `sh -c '… exec shellcage'`: the shell's pid becomes shellcage's.
-    let pid = child.id();
-    (child.wait_with_output().unwrap(), pid)
+    c
 }
 
 fn report(path: &std::path::Path) -> serde_json::Value {
@@ -326,22 +340,7 @@ fn start_limited(
 ) -> std::process::Child {
     let limits = ["--memory", "256M", "--processes", "200", "--cpu", "1"];
     let mut c = match g {
-        Some(g) => {
-            let bin = bin();
-            let mut argv = vec![s(&bin), "run", "--workspace", s(ws.path())];
-            argv.extend_from_slice(&limits);
-            argv.extend_from_slice(args);
-            let mut c = g.command(&argv);
-            c.env_clear()
-                .env(
-                    "SHELLCAGE_SESSION",
-                    std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
-                )
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", home.path())
-                .stdin(Stdio::null());
-            c
-        }
+        Some(g) => guarded(g, home, ws, &[], &[&limits[..], args].concat()),
         None => {
             let mut c = shellcage(Some(home.path()), &["run", "--workspace", s(ws.path())]);
             c.args(limits).args(args);
@@ -498,18 +497,7 @@ fn groups_of_a_killed_shellcage_are_removed_by_a_later_run() {
     // though it only limits processes (the dev profile's).
     std::thread::sleep(Duration::from_millis(10_500));
     let out = match &g {
-        Some(g) => {
-            let bin = bin();
-            let argv = [s(&bin), "run", "--workspace", s(ws.path()), "--", "true"];
-            let mut c = g.command(&argv);
-            c.env_clear()
-                .env("SHELLCAGE_SESSION", "auto")
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", home.path())
-                .current_dir(ws.path())
-                .stdin(Stdio::null());
-            c.output().unwrap()
-        }
+        Some(g) => run_guarded(g, &home, &ws, &["--", "true"]).0,
         None => run_in(&ws, &home, &[], "true"),
     };
     expect_code(&out, 0);
