@@ -959,3 +959,27 @@ fn a_caller_in_other_cgroups_gets_its_own_session_inside_them() {
         "the guard's session left processes"
     );
 }
+
+/// A workspace deleted on the host ends its session at once (not at its idle time): the
+/// session's own mounts keep the directory alive, so its parent's watch says it went.
+#[test]
+fn a_deleted_workspace_ends_its_session() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let server = s.servers();
+    assert_eq!(server.len(), 1);
+    // Control: a file deleted next to the workspace does not end it.
+    let sibling = s.ws.path().with_extension("sibling");
+    std::fs::create_dir(&sibling).unwrap();
+    std::fs::remove_dir(&sibling).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(server[0]), "a sibling's deletion ended the session");
+    std::fs::remove_dir_all(s.ws.path()).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !alive(server[0])),
+        "the session of a deleted workspace lives on"
+    );
+}

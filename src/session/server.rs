@@ -751,6 +751,13 @@ pub(super) struct Index {
     ends: std::collections::HashSet<WatchDescriptor>,
     /// The watch of the workspace directory itself (moved or deleted: the session ends).
     root: Option<WatchDescriptor>,
+    /// The watch of the workspace's parent directory and the workspace's name in it: the
+    /// directory itself never reports its deletion, since the session's own mounts keep
+    /// it alive (IN_DELETE_SELF comes only when the last reference goes); its parent
+    /// reports the name's removal. Only deletions and moves out of the parent wake the
+    /// server. `None` when the parent cannot be watched (the session then ends at its
+    /// idle time).
+    parent: Option<(WatchDescriptor, std::ffi::OsString)>,
     /// The workspace directory the session was built on (device, inode).
     root_id: (u64, u64),
     /// Why the session must end: one of `ends` changed, or the workspace went.
@@ -776,6 +783,7 @@ impl Index {
             broken: None,
             ends: Default::default(),
             root: None,
+            parent: None,
             root_id: dir_id(&policy.workspace)
                 .map_err(|e| format!("{}: {e}", policy.workspace.display()))?,
             changed: None,
@@ -804,6 +812,20 @@ impl Index {
             .add_watch(&policy.workspace, flags)
             .map_err(|e| format!("cannot watch {}: {e}", policy.workspace.display()))?;
         index.root = Some(wd);
+        if let (Some(parent), Some(name)) =
+            (policy.workspace.parent(), policy.workspace.file_name())
+        {
+            let flags = AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_ONLYDIR
+                | AddWatchFlags::IN_DONT_FOLLOW;
+            match index.inotify.add_watch(parent, flags) {
+                Ok(wd) => index.parent = Some((wd, name.to_owned())),
+                Err(e) => {
+                    tracing::debug!(%e, parent = %parent.display(), "session: the workspace's parent is not watched")
+                }
+            }
+        }
         Ok(index)
     }
 
@@ -866,6 +888,20 @@ impl Index {
                     self.changed
                         .get_or_insert("shellcage's binary or a profile changed");
                     continue;
+                }
+                if let Some((wd, name)) = &self.parent {
+                    if ev.wd == *wd {
+                        if ev.name.as_ref() == Some(name)
+                            && ev.mask.contains(AddWatchFlags::IN_ISDIR)
+                            && ev
+                                .mask
+                                .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM)
+                        {
+                            self.changed
+                                .get_or_insert("the workspace directory was moved or deleted");
+                        }
+                        continue;
+                    }
                 }
                 if Some(ev.wd) == self.root
                     && ev.mask.intersects(

@@ -110,9 +110,9 @@ impl Workspace {
 /// it: runs with the caller's HOME would otherwise leave one per test there.
 impl Drop for Workspace {
     fn drop(&mut self) {
-        // A warm pass: the workspace's sessions end with it (a server's watch does not
-        // see its workspace deleted while the session's mounts hold the directory, and
-        // each server holds one of the user's 128 inotify instances).
+        // A warm pass: the workspace's sessions end with it, before the directory goes
+        // (each server holds one of the user's 128 inotify instances; past them, sessions
+        // would not start and the pass would run cold).
         if cgroups::warm() {
             let _ = shellcage(
                 None,
