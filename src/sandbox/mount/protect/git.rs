@@ -326,13 +326,6 @@ impl PrivateConfig {
         out
     }
 
-    /// What the copy holds now (a session's command is about to start).
-    pub fn snapshot(&self) -> Option<Vec<u8>> {
-        crate::git::files::read_regular(&self.private, MAX_CONFIG_SIZE)
-            .ok()
-            .flatten()
-    }
-
     /// A session's command has ended: merge what it changed in the copy since `prev`
     /// (see [`crate::git::merge::merge_since`]); the copy stays. One line, names only.
     pub fn merge_command(&self, display: &Path, prev: Option<&[u8]>) -> Option<String> {
