@@ -983,3 +983,85 @@ fn a_deleted_workspace_ends_its_session() {
         "the session of a deleted workspace lives on"
     );
 }
+
+/// A command swaps the session's `.git/config` copy for a link to a file outside the
+/// workspace (and, in a second command, for a FIFO): nothing is read or written through
+/// it, the last command out removes the link itself, and the next command gets a fresh
+/// copy made from the host's file.
+#[test]
+fn a_git_config_copy_swapped_for_a_link_or_fifo_is_not_followed() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    assert!(
+        Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(s.ws.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim");
+    std::fs::write(&target, "[user]\n\tname = victim\n").unwrap();
+    std::fs::set_permissions(
+        outside.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let host_config = || std::fs::read_to_string(s.ws.path().join(".git/config")).unwrap();
+    let before = host_config();
+    let swap = format!(
+        "copy=$(readlink .git/config) && rm -f \"$copy\" && ln -s {} \"$copy\" && \
+         ls -l \"$copy\" | grep -c victim",
+        target.display()
+    );
+    let out = s.run(&[], &swap);
+    expect_code(&out, 0);
+    assert_eq!(
+        stdout(&out).trim(),
+        "1",
+        "control: the link was made: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "[user]\n\tname = victim\n",
+        "written through the link"
+    );
+    assert_eq!(
+        host_config(),
+        before,
+        "the victim's keys reached the host config"
+    );
+    // The link itself is gone (the target stays), and the next command has a fresh copy.
+    let left: Vec<_> = std::fs::read_dir(s.ws.path().join(".git"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("config.shellcage.")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(target.exists());
+    let next = s.run(
+        &[],
+        "test -f $(readlink .git/config) && ! test -L $(readlink .git/config) && \
+         git config user.name fresh && git config user.name",
+    );
+    expect_code(&next, 0);
+    assert_eq!(stdout(&next).trim(), "fresh", "{}", stderr(&next));
+    assert!(host_config().contains("name = fresh"));
+    // A FIFO in its place: the handler's merge must not wait on it.
+    let fifo = s.run(
+        &[],
+        "copy=$(readlink .git/config) && rm -f \"$copy\" && mkfifo \"$copy\" && echo made",
+    );
+    assert_eq!(stdout(&fifo).trim(), "made", "{}", stderr(&fifo));
+    let after = s.run(&[], "git config user.name");
+    expect_code(&after, 0);
+    assert_eq!(stdout(&after).trim(), "fresh", "{}", stderr(&after));
+}
