@@ -123,6 +123,9 @@ attack!(res_fork_bomb_stops_at_limit, "resources", |c| {
             !err.contains("enclosing cgroup's process limit"),
             "the backstop held, not the run's limit"
         );
+        // Warm, the session's server was started in the guard with the command and lives
+        // on there: it ends first (cold, there is none).
+        let _ = c.host_cmd(&[&bin, "session", "stop", &ws]).output();
         assert!(
             wait_for(Duration::from_secs(5), || std::fs::read_to_string(
                 cg.dir.join("cgroup.procs")
