@@ -125,10 +125,22 @@ pub fn key(req: &Request) -> String {
         }
     }
     // Unreadable: the empty string, which no caller with cgroups shares.
-    h.update(std::fs::read("/proc/self/cgroup").unwrap_or_default());
+    let cgroups = std::fs::read("/proc/self/cgroup").unwrap_or_default();
+    h.update((cgroups.len() as u64).to_le_bytes());
+    h.update(&cgroups);
     // The report is an output choice, sent with each command.
     let mut policy = req.policy.clone();
     policy.report = false;
+    // The profile texts as they are, each length-prefixed (their Debug would escape
+    // every character: most of a client's time went there).
+    let chain = std::mem::take(&mut policy.profile_chain).0;
+    h.update((chain.len() as u64).to_le_bytes());
+    for (id, text) in &chain {
+        for part in [id.as_bytes(), text.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
     h.update(format!("{policy:?}").as_bytes());
     let digest = h.finalize();
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
