@@ -2,7 +2,7 @@
 //! behind (processes, mounts, temp entries, cgroups, descriptors), and a
 //! timeout wrapper so a hang fails the test instead of blocking CI.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
@@ -85,12 +85,11 @@ pub fn own_children() -> Vec<i32> {
 }
 
 /// Could a shellcage run of this test have left the cgroup `dir`? shellcage names its
-/// groups `shellcage-<supervisor pid>-…` (src/sandbox/cgroup/apply.rs). A group of a run
-/// whose supervisor is alive and not our child belongs to another test binary or another
-/// user of the host (cgroup_limits makes such groups while this runs), and directories of
-/// other names (test guards, systemd, other software) are not shellcage's; a group whose
-/// supervisor is gone, or is ours, counts.
-fn may_be_ours(dir: &Path) -> bool {
+/// groups `shellcage-<supervisor pid>-…` (src/sandbox/cgroup/apply.rs), and `runs` are
+/// the pids of this test's own runs. Other groups belong to other tests running at the
+/// same time (cgroup_limits, a session's handlers, a supervisor killed on purpose whose
+/// groups a later run removes) or to other software.
+fn may_be_ours(dir: &Path, runs: &HashSet<u32>) -> bool {
     let Some(rest) = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -98,10 +97,10 @@ fn may_be_ours(dir: &Path) -> bool {
     else {
         return false;
     };
-    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    ppid_of(pid).is_none_or(|parent| parent == std::process::id() as i32)
+    runs.contains(&pid)
 }
 
 /// Directories under /sys/fs/cgroup (all hierarchies), a few levels deep.
@@ -195,7 +194,10 @@ impl Snapshot {
     }
 
     /// Compare with a later snapshot; `own` are temp entries the test made.
-    pub fn assert_unchanged(&self, own: &[&Path]) {
+    /// `runs`: the pids of the test's own shellcage runs (their groups are named after
+    /// them); a group of any other supervisor is another test's (a session's handler, or
+    /// a supervisor another test killed on purpose, whose groups a later run removes).
+    pub fn assert_unchanged(&self, own: &[&Path], runs: &HashSet<u32>) {
         let after = Snapshot::take();
         assert_eq!(
             self.mountinfo, after.mountinfo,
@@ -246,7 +248,7 @@ impl Snapshot {
             .difference(&self.cgroups)
             // Listed, then judged: a group another binary's run removed in
             // between (its supervisor gone by the time we look) is no leak.
-            .filter(|d| may_be_ours(d) && d.exists())
+            .filter(|d| may_be_ours(d, runs) && d.exists())
             .collect();
         assert!(new_cg.is_empty(), "cgroups created: {new_cg:?}");
         let new_children: Vec<_> = after
