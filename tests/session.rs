@@ -20,7 +20,16 @@ struct Session {
 }
 
 impl Session {
+    /// A session whose workspace is a fresh git repository.
+    fn git() -> Session {
+        Session::with(Workspace::git())
+    }
+
     fn new() -> Session {
+        Session::with(Workspace::new())
+    }
+
+    fn with(ws: Workspace) -> Session {
         let rt = tempfile::Builder::new()
             .prefix("shellcage-rt-")
             .tempdir_in(std::env::temp_dir())
@@ -31,7 +40,7 @@ impl Session {
         )
         .unwrap();
         Session {
-            ws: Workspace::new(),
+            ws,
             home: Home::new(),
             rt,
             bin: common::bin(),
@@ -484,14 +493,7 @@ fn git_rewriting_the_config_on_the_host_ends_the_session_and_the_copy_still_hold
     if !needs_sandbox() {
         return;
     }
-    let s = Session::new();
-    let ok = Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(s.ws.path())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    let s = Session::git();
     expect_code(&s.run(&[], "true"), 0);
     let before = s.servers();
     assert_eq!(before.len(), 1);
@@ -553,15 +555,7 @@ fn the_host_tree_has_no_placeholders_between_commands() {
     if !needs_sandbox() {
         return;
     }
-    let s = Session::new();
-    assert!(
-        Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(s.ws.path())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let s = Session::git();
     let status = || {
         let o = Command::new("git")
             .args(["status", "--porcelain", "--ignored"])
@@ -993,15 +987,7 @@ fn a_git_config_copy_swapped_for_a_link_or_fifo_is_not_followed() {
     if !needs_sandbox() {
         return;
     }
-    let s = Session::new();
-    assert!(
-        Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(s.ws.path())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let s = Session::git();
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("victim");
     std::fs::write(&target, "[user]\n\tname = victim\n").unwrap();
