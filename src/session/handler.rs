@@ -150,7 +150,7 @@ pub(super) fn run(
         Ok(p) => p,
         Err(why) => {
             if let Some(h) = holds {
-                let _ = h.finish(git_copies(session));
+                let _ = h.finish(git_copies(&session.spec));
             }
             cold(&conn, why)
         }
@@ -179,10 +179,8 @@ fn git_before(holds: &mut Option<mount::CommandHolds>) -> Vec<Option<Vec<u8>>> {
 }
 
 /// The session's private git config copies (made and removed per command).
-fn git_copies<'a>(session: &'a Session<'_>) -> &'a [mount::PrivateConfig] {
-    session
-        .spec
-        .mounts
+fn git_copies(spec: &SandboxSpec) -> &[mount::PrivateConfig] {
+    spec.mounts
         .as_ref()
         .map_or(&[][..], |m| &m.protection.git[..])
 }
@@ -191,7 +189,7 @@ fn git_copies<'a>(session: &'a Session<'_>) -> &'a [mount::PrivateConfig] {
 /// fails the tree no longer fits the session's plan (a name was made on the host): the
 /// command runs cold and the session ends.
 fn hold(session: &Session<'_>, conn: &OwnedFd) -> Option<mount::CommandHolds> {
-    let git = git_copies(session);
+    let git = git_copies(&session.spec);
     if session.holds.is_empty() && git.is_empty() {
         return None;
     }
@@ -380,11 +378,7 @@ fn serve(
         tracing::debug!(why, "session: broken");
         remove_cgroup(spec);
         if let Some(h) = holds {
-            let copies = spec
-                .mounts
-                .as_ref()
-                .map_or(&[][..], |m| &m.protection.git[..]);
-            let _ = h.finish(copies);
+            let _ = h.finish(git_copies(spec));
         }
         let _ = proto::send(conn.as_fd(), &proto::Reply::Cold { why }, &[]);
         sys::exit_now(super::server::EXIT_BROKEN)
@@ -441,11 +435,7 @@ fn serve(
         .map(|m| mount::after_command(m, since, &git_before))
         .unwrap_or_default();
     if let Some(h) = holds {
-        let copies = spec
-            .mounts
-            .as_ref()
-            .map_or(&[][..], |m| &m.protection.git[..]);
-        for line in h.finish(copies) {
+        for line in h.finish(git_copies(spec)) {
             after_run.say(line);
         }
     }

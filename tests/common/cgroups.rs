@@ -197,16 +197,16 @@ pub fn left(pid: u32, guard: &[PathBuf]) -> Vec<PathBuf> {
         return left_by_anywhere(pid, guard);
     }
     let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = guard.to_vec();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let run = name
-                .strip_prefix("shellcage-")
-                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
-            if run && e.file_type().is_ok_and(|t| t.is_dir()) {
-                out.push(e.path());
-            }
+    for e in guard
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let run = name
+            .strip_prefix("shellcage-")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+        if run && e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(e.path());
         }
     }
     out
