@@ -313,21 +313,26 @@ pub fn hold_layer(req: &mut Request) -> Result<Option<Held>, LaunchError> {
         return Ok(None);
     };
     let store = Store::from_env(&req.policy.home);
-    // What `apply` loads again: a built-in by name, a file by its full path.
-    let profile = LayerProfile {
-        name: if req.policy.source.starts_with("builtin:") {
-            req.profile_arg.clone()
-        } else {
-            req.policy.source.clone()
-        },
-        source: req.policy.source.clone(),
-    };
+    let profile = layer_profile(req);
     let deadline = req.policy.limits.timeout.map(|t| (req.started, t));
     let held = hold::hold(&store, &req.policy.workspace, &name, &profile, deadline)?;
     req.policy.hide.push(HideRule {
         pattern: hold::store_root(&store),
     });
     Ok(Some(held))
+}
+
+/// What an overlay layer records of the profile it began with: what `apply` loads
+/// again (a built-in by name, a file by its full path).
+pub fn layer_profile(req: &Request) -> LayerProfile {
+    LayerProfile {
+        name: if req.policy.source.starts_with("builtin:") {
+            req.profile_arg.clone()
+        } else {
+            req.policy.source.clone()
+        },
+        source: req.policy.source.clone(),
+    }
 }
 
 /// Describe and spawn the sandbox `plan` asks for. When user namespaces turn

@@ -130,12 +130,15 @@ fn commands_on_one_layer_take_turns_and_apply_waits_for_none() {
     if !ready() {
         return;
     }
+    // Cold runs, each with a mount of its own (a session's commands share one: see
+    // `a_session_shares_one_overlay_mount_and_lets_it_go_for_apply`).
+    let cold = [("SHELLCAGE_SESSION", "off")];
     let f = Fixture::git("echo 1 > a");
     let started = f.tmp.path().join("started");
     std::fs::create_dir(&started).unwrap();
     // The first command holds the layer for a while.
     let mut first = Command::new(bin())
-        .args(["run", "--layer", "default", "--write"])
+        .args(["run", "--no-session", "--layer", "default", "--write"])
         .arg(&started)
         .args(["--", "sh", "-c"])
         .arg(format!(
@@ -166,7 +169,7 @@ fn commands_on_one_layer_take_turns_and_apply_waits_for_none() {
     assert_eq!(std::fs::read_to_string(f.ws.join("a")).unwrap(), "1\n");
     // A second command waits (and says so), then sees the first one's result.
     let t = Instant::now();
-    let out = f.run("default", "cat a");
+    let out = f.run_env("default", "cat a", &cold);
     assert_eq!(ok(&out), "3\n", "the second command ran after the first");
     assert!(
         text(&out.stderr).contains("waiting for layer \"default\""),
@@ -177,7 +180,15 @@ fn commands_on_one_layer_take_turns_and_apply_waits_for_none() {
     assert!(first.wait().unwrap().success());
     // A wait bounded by --timeout ends with 124, nothing run.
     let mut holder = Command::new(bin())
-        .args(["run", "--layer", "default", "--", "sleep", "3"])
+        .args([
+            "run",
+            "--no-session",
+            "--layer",
+            "default",
+            "--",
+            "sleep",
+            "3",
+        ])
         .current_dir(&f.ws)
         .env("HOME", &f.home)
         .env("XDG_STATE_HOME", &f.state)
@@ -186,17 +197,20 @@ fn commands_on_one_layer_take_turns_and_apply_waits_for_none() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let out = f.sc(&[
-        "run",
-        "--layer",
-        "default",
-        "--timeout",
-        "1s",
-        "--",
-        "sh",
-        "-c",
-        "echo 9 > a",
-    ]);
+    let out = f.sc_env(
+        &[
+            "run",
+            "--layer",
+            "default",
+            "--timeout",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "echo 9 > a",
+        ],
+        &cold,
+    );
     assert_eq!(code(&out), Some(124), "{}", text(&out.stderr));
     holder.wait().unwrap();
     assert_eq!(
@@ -653,4 +667,202 @@ fn git_hooks_and_config_changed_in_the_layer_are_never_applied_unnamed() {
     assert!(!marker.exists(), "a payload ran on the host");
     // Control: the honest change was applied.
     assert_eq!(std::fs::read_to_string(f.ws.join("a")).unwrap(), "2\n");
+}
+
+/// The session id of a `--report json` run (its stderr's last line).
+fn session_of(out: &std::process::Output) -> Option<String> {
+    let err = text(&out.stderr);
+    let line = err.lines().rev().find(|l| l.starts_with('{'))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["session"]["id"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_session_shares_one_overlay_mount_and_lets_it_go_for_apply() {
+    if !ready() {
+        return;
+    }
+    let warm = [("SHELLCAGE_SESSION", "auto")];
+    let canary = common::canary();
+    let f = Fixture::git("echo 1 > a && echo old > h");
+    let before = tree(&f.ws);
+    let run = |script: &str| {
+        f.sc_env(
+            &[
+                "run",
+                "--layer",
+                "default",
+                "--timeout",
+                "20s",
+                "--report",
+                "json",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            &warm,
+        )
+    };
+    let out = run("echo 2 > a; cat h");
+    assert_eq!(ok(&out), "old\n", "{}", text(&out.stderr));
+    let id = session_of(&out).expect("the first command ran in a session");
+    assert_same(&tree(&f.ws), &before, "host after a warm command");
+
+    // Two commands at once see each other's writes while both run: one mount (cold
+    // runs of one layer would take turns, and this would time out). (The same flags
+    // as the others: a command of another policy is another session, which cannot
+    // mount the layer while this one holds it.)
+    let spawn = |script: &str| {
+        f.command(
+            &[
+                "run",
+                "--layer",
+                "default",
+                "--timeout",
+                "20s",
+                "--report",
+                "json",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            &warm,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let a = spawn("echo ping > from_a; while [ ! -e from_b ]; do sleep 0.05; done; cat from_b");
+    let b = spawn("while [ ! -e from_a ]; do sleep 0.05; done; cat from_a; echo pong > from_b");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(ok(&a), "pong\n", "{}", text(&a.stderr));
+    assert_eq!(ok(&b), "ping\n", "{}", text(&b.stderr));
+    assert_eq!(session_of(&a).as_deref(), Some(id.as_str()));
+    assert_eq!(session_of(&b).as_deref(), Some(id.as_str()));
+
+    // A .env a command writes in the layer is hidden from the session's next command.
+    let out = run(&format!(
+        "mkdir -p deep/er && echo 'K={canary}' > deep/er/.env && echo made"
+    ));
+    assert_eq!(ok(&out), "made\n", "{}", text(&out.stderr));
+    let out = run("cat deep/er/.env; cat a");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !all.contains(&canary),
+        "the layer's new .env was readable: {all}"
+    );
+    assert!(text(&out.stdout).contains('2'), "control: {all}");
+    assert_eq!(
+        session_of(&out).as_deref(),
+        Some(id.as_str()),
+        "the same session"
+    );
+
+    // A later command of the session: protected paths, present or missing on the host,
+    // still refuse writes in the merged view, and no descriptor of the session's (the
+    // layer's lock) reaches the command.
+    let out = run(
+        "echo x > .git/hooks/pre-commit; echo x > lefthook.yml; mkdir -p .vscode && echo x > .vscode/settings.json; ls /proc/self/fd | tr '\\n' ' '; echo; echo done",
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        session_of(&out).as_deref(),
+        Some(id.as_str()),
+        "the same session"
+    );
+    assert!(all.contains("done"), "control: it ran: {all}");
+    // (A missing name's placeholder reads as absent: writes through it fail with
+    // ENOENT; a name on the host is a read-only mount.)
+    assert!(all.contains("pre-commit: Read-only file system"), "{all}");
+    assert!(all.contains("cannot create lefthook.yml"), "{all}");
+    assert!(all.contains("cannot create directory"), "{all}");
+    let fds = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        fds, "0 1 2 3",
+        "the command's descriptors (3: ls's own): {all}"
+    );
+    let changes = f.changes(&[]);
+    for p in [".git/hooks/pre-commit", "lefthook.yml", ".vscode"] {
+        assert!(!changes.contains(p), "{p} in the layer: {changes}");
+    }
+    assert!(changes.contains("from_a"), "control: {changes}");
+
+    // A change on the host ends the session: the next command mounts the layer over
+    // the host's tree as it is now. (A file the session's mount has looked up, replaced
+    // the way editors and git save: the mount would keep showing the old one.)
+    std::fs::write(f.ws.join("h.new"), "new\n").unwrap();
+    std::fs::rename(f.ws.join("h.new"), f.ws.join("h")).unwrap();
+    let out = run("cat h");
+    assert_eq!(ok(&out), "new\n", "{}", text(&out.stderr));
+    assert!(
+        session_of(&out).is_some(),
+        "warm again: {}",
+        text(&out.stderr)
+    );
+
+    // apply refuses while a command of the session runs, and the host is unchanged.
+    let slow = spawn("touch running && sleep 3 && echo 4 > a");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        ok(&f.sc(&["changes"])).contains("running")
+    }));
+    let refused = f.sc(&["apply"]);
+    assert_eq!(code(&refused), Some(125), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("is in use"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(f.ws.join("a")).unwrap(), "1\n");
+    let slow = slow.wait_with_output().unwrap();
+    assert_eq!(
+        code(&slow),
+        Some(0),
+        "the running command went on: {}",
+        text(&slow.stderr)
+    );
+
+    // Idle now: apply ends the session (not its idle time, 30 s) and applies.
+    let t = Instant::now();
+    let applied = f.sc(&["apply"]);
+    assert_eq!(code(&applied), Some(0), "{}", text(&applied.stderr));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(std::fs::read_to_string(f.ws.join("a")).unwrap(), "4\n");
+    assert_eq!(
+        std::fs::read_to_string(f.ws.join("from_a")).unwrap(),
+        "ping\n"
+    );
+    let listed = text(&f.sc(&["session", "list"]).stdout);
+    assert!(
+        !listed.contains(f.ws.to_str().unwrap()),
+        "the session let its layer go: {listed}"
+    );
+
+    // A cold command on the layer does not wait for an idle session's idle time.
+    let out = run("echo 5 > a");
+    assert!(session_of(&out).is_some(), "{}", text(&out.stderr));
+    let t = Instant::now();
+    let out = f.sc_env(
+        &[
+            "run",
+            "--no-session",
+            "--layer",
+            "default",
+            "--timeout",
+            "20s",
+            "--",
+            "cat",
+            "a",
+        ],
+        &warm,
+    );
+    assert_eq!(ok(&out), "5\n", "{}", text(&out.stderr));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }

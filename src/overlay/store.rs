@@ -399,16 +399,38 @@ impl Layer {
 
     /// Take the layer's lock without waiting: `apply` and `discard` must not
     /// run while a sandbox has the layer mounted (phase 2 holds the same lock).
+    /// An idle session that holds the layer (mounted between its commands) is asked to
+    /// end, and given up to 2 s to let it go; one that runs a command keeps it.
     pub fn lock(&self) -> Result<LayerLock, OverlayError> {
+        use std::time::{Duration, Instant};
         let path = self.dir.join("lock");
-        let file = lock_file(&self.dir)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(LayerLock { _lock: lock }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(OverlayError::Busy {
-                name: self.meta.layer.clone(),
-            }),
-            Err((_, e)) => Err(OverlayError::io("cannot lock", &path, e.into())),
+        let mut file = lock_file(&self.dir)?;
+        let mut until: Option<Instant> = None;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(LayerLock { _lock: lock }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
+                Err((_, e)) => return Err(OverlayError::io("cannot lock", &path, e.into())),
+            }
+            let deadline = match until {
+                Some(d) => d,
+                None => {
+                    let asked =
+                        crate::session::release_layer(&self.dir, crate::session::Release::IfIdle);
+                    if asked == 0 {
+                        break;
+                    }
+                    *until.insert(Instant::now() + Duration::from_secs(2))
+                }
+            };
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        Err(OverlayError::Busy {
+            name: self.meta.layer.clone(),
+        })
     }
 
     /// Remove the layer: renamed away first (so it vanishes at once), then deleted.

@@ -362,7 +362,9 @@ fn serve_template(
     // Each command answers its own lookups (see lookups::bind_for_session_command):
     // the template's socket goes, and the port is free for theirs.
     drop(responder);
-    sys::close_fds_except(&[sock, report_fd]);
+    let mut keep = vec![sock, report_fd];
+    keep.extend(spec.layer_lock);
+    sys::close_fds_except(&keep);
     if privileges::drop_held().is_err() {
         sys::exit_now(EXIT_SETUP);
     }
@@ -444,7 +446,10 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
     // The ruleset is the session's, whatever the command: built while no command waits.
     // Nothing of the handler's is kept; the ruleset's descriptor is what building it
     // left open (kept when the others are closed before the fork).
-    let ours = [0, 1, 2, report_fd, start.sock];
+    // An overlay session's layer lock: held while this sandbox (and so the session's
+    // mount) lives.
+    let mut ours = vec![0, 1, 2, report_fd, start.sock];
+    ours.extend(spec.layer_lock);
     sys::close_fds_except(&ours);
     let ruleset = match landlock::prepare(&spec.landlock) {
         Ok(r) => r,
@@ -523,6 +528,7 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         .map(|s| Responder::new(s, spec.hostname));
     let mut keep = vec![0, 1, 2, report_fd];
     keep.extend_from_slice(&ruleset_fds);
+    keep.extend(spec.layer_lock);
     keep.extend(responder.as_ref().map(|r| r.fd().as_raw_fd()));
     sys::close_fds_except(&keep);
     let blocked = block_reaped(report_fd);

@@ -109,6 +109,8 @@ fn close_server_fds(session: &Session<'_>, keep: &[i32]) {
     let mut all = vec![0, 1, 2];
     all.extend_from_slice(keep);
     all.extend(session.ns.iter().map(|f| f.as_raw_fd()));
+    // The layer's lock: the command's init keeps it (see server::build).
+    all.extend(session.spec.layer_lock);
     sys::close_fds_except(&all);
 }
 

@@ -65,6 +65,12 @@ pub fn run(req: Request) -> Result<i32, crate::launch::LaunchError> {
         if let Ok(d) = dir() {
             hide.push(d);
         }
+        // An overlay workspace's layer store, as a cold run hides it (the session holds
+        // the layer, see server::build).
+        if req.policy.workspace_layer.is_some() {
+            let store = crate::overlay::Store::from_env(&req.policy.home);
+            hide.push(crate::overlay::hold::store_root(&store));
+        }
         let mut warm = req.clone();
         warm.policy.hide.extend(
             hide.into_iter()
@@ -164,9 +170,6 @@ pub fn cold_reason(req: &Request) -> Option<&'static str> {
     if p.network == NetMode::Proxy || !p.publish.is_empty() {
         return Some("the proxy and published ports are per command");
     }
-    if p.workspace_layer.is_some() {
-        return Some("an overlay workspace's layer is held per command");
-    }
     if req.interactive || crate::sys::is_tty(0) || crate::sys::is_tty(1) || crate::sys::is_tty(2) {
         return Some("a terminal: the command gets its own pty in a cold run");
     }
@@ -201,7 +204,9 @@ pub fn try_run(req: &Request) -> Option<i32> {
             Ok(()) => connect(&sock)?,
             Err(why) => {
                 tracing::debug!(why, "no session: it could not be started");
-                let _ = std::fs::write(dir.join(format!("{key}.cold")), why.as_bytes());
+                if why != server::LAYER_BUSY {
+                    let _ = std::fs::write(dir.join(format!("{key}.cold")), why.as_bytes());
+                }
                 return None;
             }
         },
@@ -334,6 +339,42 @@ pub struct Info {
     /// Seconds since the epoch.
     pub started: u64,
     pub idle_secs: u64,
+    /// An overlay workspace's layer directory, which the session holds (mounted)
+    /// between its commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<PathBuf>,
+}
+
+/// How a session holding a layer is asked to let it go ([`release_layer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Only when no command runs in it (`apply`, `discard`: they refuse a layer in use).
+    IfIdle,
+    /// Once its running commands have ended (a cold command on the layer, which waits).
+    AfterCommands,
+}
+
+/// Ask the sessions that hold the layer at `dir` (mounted between their commands) to
+/// end, as `how` says; does not wait. Returns how many were asked.
+pub fn release_layer(dir: &Path, how: Release) -> usize {
+    let sig = match how {
+        Release::IfIdle => nix::sys::signal::Signal::SIGUSR1,
+        Release::AfterCommands => nix::sys::signal::Signal::SIGHUP,
+    };
+    let mut asked = 0;
+    for info in list() {
+        if info.layer.as_deref() == Some(dir) {
+            let r = signal_server_for(&info, sig, std::time::Duration::ZERO);
+            tracing::debug!(
+                key = info.key,
+                ?how,
+                ?r,
+                "session asked to let its layer go"
+            );
+            asked += 1;
+        }
+    }
+    asked
 }
 
 /// The sessions of this user that answer (a stale description is removed).
@@ -437,11 +478,16 @@ fn signal_server_for(
 /// One line about a session.
 fn describe(s: &Info, now: u64) -> String {
     format!(
-        "{}  pid {}  {}  profile {}  up {}s  ends after {}s without a command",
+        "{}  pid {}  {}  profile {}{}  up {}s  ends after {}s without a command",
         s.key,
         s.pid,
         s.workspace.display(),
         s.profile,
+        s.layer
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|n| format!("  layer {}", n.to_string_lossy()))
+            .unwrap_or_default(),
         now.saturating_sub(s.started),
         s.idle_secs
     )

@@ -17,6 +17,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::{Info, proto};
+use crate::overlay::hold::{self, Held, HoldError};
 use crate::plan::{self, Plan, Tier};
 use crate::policy::{EnvFileScan, Policy};
 use crate::probe::{Features, KernelVersion};
@@ -92,7 +93,14 @@ pub(super) struct Session<'a> {
     /// The placeholders each command puts in place and holds for its own run (none are
     /// on the host between commands).
     pub holds: Vec<mount::Hold>,
+    /// An overlay workspace's layer: held (locked) and mounted in the template for the
+    /// session's life, so all its commands share one overlay mount.
+    pub layer: Option<Held>,
 }
+
+/// The reason a session did not start because its layer is held by another command:
+/// it is not remembered (the next command tries a session again).
+pub(super) const LAYER_BUSY: &str = "the overlay layer is held by another command";
 
 /// Why the server stops.
 #[derive(Debug, PartialEq, Eq)]
@@ -171,6 +179,7 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGQUIT,
+        Signal::SIGUSR1,
     ] {
         blocked.add(s);
     }
@@ -197,6 +206,16 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
             sys::exit_now(1)
         }
     };
+    // The session's own names on the host (the placeholders each command makes and
+    // removes) are no change of the workspace.
+    // (Directories made to hold them count as theirs.)
+    index.own = session.holds.iter().map(|h| h.path.clone()).collect();
+    if let Some(upper) = session.layer.as_ref().map(|l| l.dirs.upper.clone()) {
+        if let Err(why) = index.watch_upper(&upper) {
+            say_ready(&ready, &why);
+            sys::exit_now(1)
+        }
+    }
     let sock_path = dir.join(format!("{key}.sock"));
     let listener = match listen(&sock_path) {
         Ok(l) => l,
@@ -218,6 +237,7 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
             .and_then(|v| crate::profile::units::parse_duration(&v).ok())
             .unwrap_or(req.policy.session_idle)
             .as_secs(),
+        layer: session.layer.as_ref().map(|l| l.layer.dir.clone()),
     };
     let info_path = dir.join(format!("{key}.json"));
     let _ = std::fs::write(&info_path, serde_json::to_vec(&info).unwrap_or_default());
@@ -284,8 +304,12 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         drop(fds);
         if ready[0] {
             let mut term = false;
+            let mut if_idle = false;
             while let Ok(Some(info)) = sfd.read_signal() {
-                if info.ssi_signo == Signal::SIGHUP as u32 {
+                if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                    // `apply`/`discard` want the layer: ended only when no command runs.
+                    if_idle = true;
+                } else if info.ssi_signo == Signal::SIGHUP as u32 {
                     // `home reset`: end once the running commands have.
                     if draining.is_none() {
                         let _ = std::fs::remove_file(&sock_path);
@@ -301,6 +325,9 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
             }
             if term {
                 break Stop::Now("stopped");
+            }
+            if if_idle && handlers.is_empty() {
+                break Stop::Gracefully("its layer is wanted");
             }
             if !alive(template) {
                 break Stop::Now("the template ended");
@@ -344,6 +371,11 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let _ = &stop;
     drop(channel);
     let _ = waitpid(template, None);
+    // The template's namespaces, and with them the last reference to an overlay
+    // session's mount (every command is gone): the layer is free for `apply` now,
+    // before the slower clean-up below.
+    session.ns.clear();
+    drop(session.layer.take());
     // Placeholders made once for the session, and the git config copies merged back.
     let _ = session.spec.cleanup();
     // Every command is gone: the kept home is measured, and cleared when over its limit.
@@ -450,15 +482,32 @@ fn build<'a>(
             policy_file.as_bytes(),
         )),
     };
+    // An overlay workspace: the layer is held now, without waiting (a cold command on
+    // it runs to its end first; this client then runs cold too).
+    let layer = match &policy.workspace_layer {
+        Some(name) => {
+            let store = crate::overlay::Store::from_env(&policy.home);
+            let profile = crate::launch::layer_profile(req);
+            match hold::hold_now(&store, &policy.workspace, name, &profile) {
+                Ok(h) => Some(h),
+                Err(HoldError::Busy(_)) => return Err(LAYER_BUSY.into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        None => None,
+    };
     let (mut spec, _env) = sandbox::describe_with(
         policy,
         plan,
         &command,
         &CgroupPlan::none(),
-        None,
+        layer.as_ref().map(|l| &l.dirs),
         Some(index.scan.clone()),
     )
     .map_err(|e| e.to_string())?;
+    // The template and every command's init keep the lock's descriptor: the layer stays
+    // held while any of them (and so the mount) lives, even past a killed server.
+    spec.layer_lock = layer.as_ref().map(Held::lock_fd);
     let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
     spec.template = Some(theirs.as_raw_fd());
     let spawned = match spawn::spawn(&spec) {
@@ -484,6 +533,9 @@ fn build<'a>(
             // The template's placeholders leave the host's tree again (their mounts in
             // the template go with them): each command holds them for its own run. What
             // the template has then is what every command's root is checked against.
+            // (In an overlay session the template's mounts are on the overlay's own
+            // names, which a host deletion does not take away: they stay for the
+            // session's life, and each command's hold binds over them.)
             let holds = (spec.mounts.as_mut())
                 .map(|m| m.protection.release_placeholders())
                 .unwrap_or_default();
@@ -513,6 +565,7 @@ fn build<'a>(
                     ns: fds,
                     server: std::process::id() as i32,
                     holds,
+                    layer,
                 },
                 spawned.child,
                 ours,
@@ -762,6 +815,19 @@ pub(super) struct Index {
     root_id: (u64, u64),
     /// Why the session must end: one of `ends` changed, or the workspace went.
     pub changed: Option<&'static str>,
+    /// An overlay workspace: the host's tree is the lower layer of the session's one
+    /// mount, which the kernel does not expect to change under it (a cached name would
+    /// keep showing what the host replaced). Any change the watches see ends the
+    /// session, and the next command mounts the layer over the tree as it is then.
+    lower: bool,
+    /// The session's own names on the host (its placeholders): no change of the tree.
+    pub own: std::collections::HashSet<PathBuf>,
+    /// An overlay session's upper directory, and the watches of its directories: a
+    /// `.env` a command writes in the layer is masked from the next command on, as a
+    /// cold run's scan of the merged view would.
+    upper: Option<PathBuf>,
+    upper_dirs: HashMap<WatchDescriptor, PathBuf>,
+    upper_rescan: bool,
 }
 
 impl Index {
@@ -787,11 +853,19 @@ impl Index {
             root_id: dir_id(&policy.workspace)
                 .map_err(|e| format!("{}: {e}", policy.workspace.display()))?,
             changed: None,
+            lower: policy.workspace_layer.is_some(),
+            own: Default::default(),
+            upper: None,
+            upper_dirs: HashMap::new(),
+            upper_rescan: false,
         };
-        if index.enabled {
+        if index.watching() {
             local_filesystem(&policy.workspace)?;
             let ws = index.ws.clone();
-            index.scan = index.walk(&ws)?;
+            let found = index.walk(&ws)?;
+            if index.enabled {
+                index.scan = found;
+            }
             if let Some(why) = &index.broken {
                 return Err(why.clone());
             }
@@ -799,8 +873,8 @@ impl Index {
         // The workspace itself: moved away or deleted, the session's root no longer is
         // the directory at its path. (Watched already when the index is kept: the same
         // watch, with the same flags.)
-        let flags = if index.enabled {
-            Self::watch_flags()
+        let flags = if index.watching() {
+            index.watch_flags()
         } else {
             AddWatchFlags::IN_DELETE_SELF
                 | AddWatchFlags::IN_MOVE_SELF
@@ -829,6 +903,103 @@ impl Index {
         Ok(index)
     }
 
+    /// Watch the overlay session's layer (its upper directory) for `.env` files the
+    /// commands write there. What it holds now is masked by the template's root.
+    fn watch_upper(&mut self, upper: &Path) -> Result<(), String> {
+        self.upper = Some(upper.to_path_buf());
+        if self.enabled {
+            self.walk_upper(upper)?;
+        }
+        Ok(())
+    }
+
+    /// Walk `top` in the upper directory, watching each directory; returns the `.env`
+    /// files found, as the sandbox sees them (paths in the workspace).
+    fn walk_upper(&mut self, top: &Path) -> Result<Vec<PathBuf>, String> {
+        let Some(upper) = self.upper.clone() else {
+            return Ok(Vec::new());
+        };
+        let flags = self.watch_flags();
+        let inotify = &self.inotify;
+        let dirs = &mut self.upper_dirs;
+        let mut failed = None;
+        let mut on_dir = |p: &Path| match inotify.add_watch(p, flags) {
+            Ok(wd) => {
+                dirs.insert(wd, p.to_path_buf());
+            }
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
+            Err(e) => {
+                failed.get_or_insert_with(|| {
+                    format!(
+                        "cannot watch the layer's {} for new .env files: {e}",
+                        p.display()
+                    )
+                });
+            }
+        };
+        let found = mount::scan_watched(top, &self.cfg, &mut on_dir).map_err(|e| e.to_string())?;
+        if let Some(why) = failed {
+            return Err(why);
+        }
+        let ws = &self.ws;
+        let to_ws = |p: &PathBuf| p.strip_prefix(&upper).ok().map(|r| ws.join(r));
+        Ok((found.hidden.iter().chain(&found.links))
+            .filter_map(to_ws)
+            .collect())
+    }
+
+    /// One event of a watch in the upper directory.
+    fn upper_event(&mut self, dir: PathBuf, ev: &nix::sys::inotify::InotifyEvent) {
+        if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+            self.upper_dirs.remove(&ev.wd);
+            return;
+        }
+        let Some(name) = &ev.name else {
+            // The directory itself moved: the paths recorded below it are stale.
+            if ev
+                .mask
+                .intersects(AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_ATTRIB)
+            {
+                self.upper_rescan = true;
+            }
+            return;
+        };
+        let path = dir.join(name);
+        if ev.mask.contains(AddWatchFlags::IN_ISDIR) {
+            let skipped =
+                (self.cfg.skip_dirs.iter()).any(|s| std::ffi::OsStr::new(s) == name.as_os_str());
+            if skipped {
+                return;
+            }
+            if ev
+                .mask
+                .intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_ATTRIB)
+            {
+                self.upper_rescan = true;
+            } else if ev
+                .mask
+                .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            {
+                match self.walk_upper(&path) {
+                    Ok(found) => self.fresh.extend(found.into_iter().map(|p| (p, false))),
+                    Err(why) => self.broken = Some(why),
+                }
+            }
+        } else if ev
+            .mask
+            .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            && mount::is_env_file(
+                std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()),
+                &self.cfg.allow_names,
+            )
+        {
+            let Some(upper) = &self.upper else { return };
+            if let Ok(rel) = dir.strip_prefix(upper) {
+                self.fresh.insert((self.ws.join(rel).join(name), false));
+            }
+        }
+    }
+
     /// Watch `file`: a change to it ends the session.
     fn end_on_change(&mut self, file: &Path) {
         let flags = AddWatchFlags::IN_MODIFY
@@ -841,24 +1012,36 @@ impl Index {
         }
     }
 
-    fn watch_flags() -> AddWatchFlags {
-        AddWatchFlags::IN_CREATE
+    /// Are the workspace's directories watched: for the `.env` index, or for the
+    /// lower layer of an overlay session.
+    fn watching(&self) -> bool {
+        self.enabled || self.lower
+    }
+
+    fn watch_flags(&self) -> AddWatchFlags {
+        let flags = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_MOVED_FROM
             | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_MOVE_SELF
             | AddWatchFlags::IN_ONLYDIR
-            | AddWatchFlags::IN_DONT_FOLLOW
+            | AddWatchFlags::IN_DONT_FOLLOW;
+        if self.lower {
+            flags | AddWatchFlags::IN_DELETE
+        } else {
+            flags
+        }
     }
 
     /// Walk `top` (the workspace or a directory new in it), watching each directory
     /// before it is listed.
     fn walk(&mut self, top: &Path) -> Result<EnvScan, String> {
+        let flags = self.watch_flags();
         let inotify = &self.inotify;
         let dirs = &mut self.dirs;
         let broken = &mut self.broken;
-        let mut on_dir = |p: &Path| match inotify.add_watch(p, Self::watch_flags()) {
+        let mut on_dir = |p: &Path| match inotify.add_watch(p, flags) {
             Ok(wd) => {
                 dirs.insert(wd, p.to_path_buf());
             }
@@ -913,7 +1096,13 @@ impl Index {
                     self.changed
                         .get_or_insert("the workspace directory was moved or deleted");
                 }
-                if !self.enabled {
+                if !self.watching() {
+                    continue;
+                }
+                if self.lower && ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    self.changed.get_or_insert(
+                        "the host workspace changed under the session's overlay layer",
+                    );
                     continue;
                 }
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
@@ -924,9 +1113,27 @@ impl Index {
                     self.dirs.remove(&ev.wd);
                     continue;
                 }
+                if let Some(dir) = self.upper_dirs.get(&ev.wd).cloned() {
+                    if self.enabled {
+                        self.upper_event(dir, &ev);
+                    }
+                    continue;
+                }
                 let Some(dir) = self.dirs.get(&ev.wd).cloned() else {
                     continue;
                 };
+                if self.lower {
+                    let own = ev.name.as_ref().is_some_and(|n| {
+                        let p = dir.join(n);
+                        self.own.iter().any(|o| o.starts_with(&p))
+                    });
+                    if !own {
+                        self.changed.get_or_insert(
+                            "the host workspace changed under the session's overlay layer",
+                        );
+                    }
+                    continue;
+                }
                 let is_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR);
                 let Some(name) = ev.name else {
                     // About the directory itself: moved (paths under it changed) or its
@@ -977,6 +1184,16 @@ impl Index {
                             self.fresh.insert((t, false));
                         }
                     }
+                }
+            }
+        }
+        if self.upper_rescan {
+            self.upper_rescan = false;
+            if let Some(upper) = self.upper.clone() {
+                // After a walk we cannot tell what was made since: mask all it finds.
+                match self.walk_upper(&upper) {
+                    Ok(found) => self.fresh.extend(found.into_iter().map(|p| (p, false))),
+                    Err(why) => self.broken = Some(why),
                 }
             }
         }

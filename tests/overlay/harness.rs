@@ -210,6 +210,11 @@ impl Fixture {
     }
 
     pub fn sc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().unwrap()
+    }
+
+    /// The command [`Fixture::sc_env`] runs.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(bin());
         c.args(args)
             .current_dir(&self.ws)
@@ -217,6 +222,10 @@ impl Fixture {
             .env(
                 "SHELLCAGE_SESSION",
                 std::env::var_os("SHELLCAGE_SESSION").unwrap_or_else(|| "off".into()),
+            )
+            .env(
+                "SHELLCAGE_SESSION_IDLE",
+                std::env::var_os("SHELLCAGE_SESSION_IDLE").unwrap_or_else(|| "30s".into()),
             )
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
@@ -232,7 +241,7 @@ impl Fixture {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        c
     }
 
     /// `shellcage run --layer LAYER -- sh -c SCRIPT` in the workspace: the
@@ -273,6 +282,9 @@ impl Drop for Fixture {
     /// overlayfs leaves `work/work` at mode 000 (and tests make odd modes):
     /// make every directory ours-writable so the temporary tree really goes.
     fn drop(&mut self) {
+        // The workspace's sessions (which hold its layer) end with it (a test may start
+        // one in a cold pass too: --no-session is not the default).
+        let _ = self.sc(&["session", "stop", self.ws.to_str().unwrap_or("")]);
         fn open_up(dir: &Path) {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
             if let Ok(rd) = std::fs::read_dir(dir) {
