@@ -15,6 +15,8 @@ use shellcage::request::{self, Request};
 const EXIT_SETUP: u8 = 125;
 
 fn main() -> ExitCode {
+    // A layer a session holds is let go for `apply`, `discard` and cold runs on it.
+    shellcage::overlay::on_release(shellcage::session::release_layer);
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args
         .first()

@@ -121,7 +121,7 @@ fn lock(layer: &Layer, wait: Wait) -> Result<Flock<File>, HoldError> {
         if !said {
             // A session that holds the layer between its commands is asked to end once
             // its running ones have (else it would keep the layer until its idle time).
-            crate::session::release_layer(&layer.dir, crate::session::Release::AfterCommands);
+            super::release(&layer.dir, super::Release::AfterCommands);
             crate::say!(
                 "shellcage: waiting for layer {:?}: another command is using it (one mount of a layer at a time)",
                 layer.name()

@@ -25,6 +25,33 @@ pub use apply::{ApplyOptions, ApplyReport, GitConfigMerge};
 pub use store::{DEFAULT_LAYER, Layer, LayerProfile, Store};
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// How a session that holds a layer (mounted between its commands) is asked to let it
+/// go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Only when no command runs in it (`apply`, `discard`: they refuse a layer in use).
+    IfIdle,
+    /// Once its running commands have ended (a cold command on the layer, which waits).
+    AfterCommands,
+}
+
+/// Asks the sessions holding the layer at a directory to let it go; returns how many
+/// were asked. Sessions are built above this module, so `main` sets it
+/// ([`on_release`]); unset, no session is asked (and a held layer stays busy).
+pub type ReleaseHook = fn(&Path, Release) -> usize;
+
+static RELEASE: OnceLock<ReleaseHook> = OnceLock::new();
+
+/// Set how sessions are asked to let a layer go (once, at start).
+pub fn on_release(hook: ReleaseHook) {
+    let _ = RELEASE.set(hook);
+}
+
+fn release(dir: &Path, how: Release) -> usize {
+    RELEASE.get().map_or(0, |hook| hook(dir, how))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {

@@ -415,8 +415,7 @@ impl Layer {
             let deadline = match until {
                 Some(d) => d,
                 None => {
-                    let asked =
-                        crate::session::release_layer(&self.dir, crate::session::Release::IfIdle);
+                    let asked = super::release(&self.dir, super::Release::IfIdle);
                     if asked == 0 {
                         break;
                     }

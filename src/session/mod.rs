@@ -345,14 +345,7 @@ pub struct Info {
     pub layer: Option<PathBuf>,
 }
 
-/// How a session holding a layer is asked to let it go ([`release_layer`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
-    /// Only when no command runs in it (`apply`, `discard`: they refuse a layer in use).
-    IfIdle,
-    /// Once its running commands have ended (a cold command on the layer, which waits).
-    AfterCommands,
-}
+pub use crate::overlay::Release;
 
 /// Ask the sessions that hold the layer at `dir` (mounted between their commands) to
 /// end, as `how` says; does not wait. Returns how many were asked.
@@ -362,8 +355,13 @@ pub fn release_layer(dir: &Path, how: Release) -> usize {
         Release::AfterCommands => nix::sys::signal::Signal::SIGHUP,
     };
     let mut asked = 0;
-    for info in list() {
-        if info.layer.as_deref() == Some(dir) {
+    for (info, answers) in all() {
+        if info.layer.as_deref() != Some(dir) {
+            continue;
+        }
+        // One that no longer answers is ending already (it took no new command since it
+        // removed its socket): counted, so that the caller waits for it too.
+        if answers {
             let r = signal_server_for(&info, sig, std::time::Duration::ZERO);
             tracing::debug!(
                 key = info.key,
@@ -371,14 +369,29 @@ pub fn release_layer(dir: &Path, how: Release) -> usize {
                 ?r,
                 "session asked to let its layer go"
             );
-            asked += 1;
         }
+        asked += 1;
     }
     asked
 }
 
 /// The sessions of this user that answer (a stale description is removed).
 pub fn list() -> Vec<Info> {
+    let mut out: Vec<Info> = (all().into_iter())
+        .filter_map(|(info, answers)| answers.then_some(info))
+        .collect();
+    out.sort_by(|a, b| {
+        a.workspace
+            .cmp(&b.workspace)
+            .then(a.started.cmp(&b.started))
+    });
+    out
+}
+
+/// Every session description of this user whose server lives, and whether it answers
+/// on its socket (one that ends has removed its socket already). A description whose
+/// server is gone is removed.
+fn all() -> Vec<(Info, bool)> {
     let Ok(d) = dir() else { return Vec::new() };
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(&d) else {
@@ -397,17 +410,14 @@ pub fn list() -> Vec<Info> {
         };
         let sock = d.join(format!("{}.sock", info.key));
         if connect(&sock).is_some() {
-            out.push(info);
+            out.push((info, true));
         } else if nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid), None).is_err() {
             let _ = std::fs::remove_file(&p);
             let _ = std::fs::remove_file(&sock);
+        } else {
+            out.push((info, false));
         }
     }
-    out.sort_by(|a, b| {
-        a.workspace
-            .cmp(&b.workspace)
-            .then(a.started.cmp(&b.started))
-    });
     out
 }
 
