@@ -614,6 +614,17 @@ fn start_proxy(
     policy: &Policy,
     spec: &mut SandboxSpec,
 ) -> Result<Option<ProxyProcess>, LaunchError> {
+    start_proxy_for(policy, spec, false)
+}
+
+/// Start the proxy process `spec`'s network asks for (network mode `proxy`, or published
+/// ports), its channel put in `spec` for the init; `queries`: a session's, which answers
+/// its handlers' queries for the summary so far.
+pub(crate) fn start_proxy_for(
+    policy: &Policy,
+    spec: &mut SandboxSpec,
+    queries: bool,
+) -> Result<Option<ProxyProcess>, LaunchError> {
     let Some(net) = spec.net.as_mut() else {
         return Ok(None);
     };
@@ -632,6 +643,7 @@ fn start_proxy(
         rules,
         publish,
         landlock_required: spec.plan.landlock_required,
+        queries,
     })?;
     net.channel = Some(init_end);
     tracing::debug!(pid = process.pid.as_raw(), "network proxy started");

@@ -166,6 +166,33 @@ impl Summary {
 }
 
 impl SummaryReport {
+    /// What was decided after `before` (an earlier report of the same proxy): a session's
+    /// proxy serves all its commands, and a command's report is the difference of the
+    /// summaries at its start and end (with what commands running at the same time did).
+    pub fn since(&self, before: &SummaryReport) -> SummaryReport {
+        let key = |d: &Destination| (d.host.clone(), d.port, d.decision, d.reason.clone(), d.via);
+        let earlier: std::collections::HashMap<_, &Destination> =
+            before.destinations.iter().map(|d| (key(d), d)).collect();
+        let destinations: Vec<Destination> = (self.destinations.iter())
+            .filter_map(|d| {
+                let mut d = d.clone();
+                if let Some(b) = earlier.get(&key(&d)) {
+                    d.count = d.count.saturating_sub(b.count);
+                    d.bytes_out = d.bytes_out.saturating_sub(b.bytes_out);
+                    d.bytes_in = d.bytes_in.saturating_sub(b.bytes_in);
+                }
+                (d.count > 0 || d.bytes_out > 0 || d.bytes_in > 0).then_some(d)
+            })
+            .collect();
+        SummaryReport {
+            allowed: self.allowed.saturating_sub(before.allowed),
+            blocked: self.blocked.saturating_sub(before.blocked),
+            failed: self.failed.saturating_sub(before.failed),
+            destinations,
+            untracked: self.untracked.saturating_sub(before.untracked),
+        }
+    }
+
     fn total(&self, decision: Decision, dns: bool) -> u64 {
         self.destinations
             .iter()
@@ -271,6 +298,44 @@ fn plural(n: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_keeps_only_what_was_decided_after_the_earlier_report() {
+        let allowed = Reason::Allowed {
+            rule: "b.example".into(),
+        };
+        let mut s = Summary::default();
+        s.record("b.example", Some(443), Via::Explicit, &allowed);
+        s.add_bytes("b.example", 443, Via::Explicit, &allowed, 10, 20);
+        s.record(
+            "a.example",
+            Some(443),
+            Via::Explicit,
+            &Reason::NotInAllowlist,
+        );
+        let before = s.report();
+        s.record("b.example", Some(443), Via::Explicit, &allowed);
+        s.add_bytes("b.example", 443, Via::Explicit, &allowed, 1, 2);
+        s.record(
+            "c.example",
+            Some(80),
+            Via::Transparent,
+            &Reason::NotInAllowlist,
+        );
+        let d = s.report().since(&before);
+        assert_eq!((d.allowed, d.blocked, d.failed), (1, 1, 0));
+        let hosts: Vec<(&str, u64, u64, u64)> = (d.destinations.iter())
+            .map(|x| (x.host.as_str(), x.count, x.bytes_out, x.bytes_in))
+            .collect();
+        assert_eq!(hosts, [("b.example", 1, 1, 2), ("c.example", 1, 0, 0)]);
+        assert_eq!(
+            d.exit_line().unwrap(),
+            "shellcage: network: blocked 1 connection: c.example:80"
+        );
+        // Nothing since: nothing listed.
+        let again = s.report();
+        assert_eq!(again.since(&again).destinations, []);
+    }
 
     #[test]
     fn exit_line_lists_blocked_destinations_by_count() {

@@ -24,7 +24,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,16 @@ pub struct ProxyConfig {
     pub publish: Vec<Published>,
     /// Landlock must be enforced on the proxy (the profile's `[landlock] mode`).
     pub landlock_required: bool,
+    /// A session's proxy serves all its commands: each command's handler asks for the
+    /// summary so far at its start and end (see [`Queries`]); `false` for a cold run.
+    pub queries: bool,
 }
+
+/// The handlers' side of a session proxy's query socket (`SOCK_SEQPACKET`, shared by every
+/// handler): each query carries a descriptor of the asker's own, on which the proxy
+/// writes the summary so far and closes it, so concurrent handlers never read each
+/// other's answers.
+pub struct Queries(std::os::fd::OwnedFd);
 
 /// One published port: the host listener and the port inside.
 pub struct Published {
@@ -97,6 +106,8 @@ pub fn bind_published(publish: &[Publish]) -> Result<Vec<Published>, ProxyError>
 pub struct ProxyProcess {
     pub pid: Pid,
     control: UnixStream,
+    /// A session's proxy: where its handlers ask for the summary so far.
+    pub queries: Option<Queries>,
 }
 
 /// What the proxy reported when the run ended.
@@ -120,20 +131,64 @@ pub fn start(config: ProxyConfig) -> Result<(ProxyProcess, Channel), ProxyError>
     let (proxy_end, init_end) = Channel::pair()?;
     let (control, control_child) = UnixStream::pair()
         .map_err(|e| SysError::new("socketpair", "proxy control", io_errno(&e)))?;
+    let queries = if config.queries {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| SysError::new("socketpair", "proxy queries", e))?;
+        Some((a, b))
+    } else {
+        None
+    };
     let parent = nix::unistd::getpid();
     match sys::fork_process()? {
         Forked::Child => {
             drop(init_end);
             drop(control);
-            run(config, proxy_end, control_child, parent)
+            let theirs = queries.map(|(_, b)| b);
+            run(config, proxy_end, control_child, theirs, parent)
         }
         Forked::Parent { child } => Ok((
             ProxyProcess {
                 pid: child,
                 control,
+                queries: queries.map(|(a, _)| Queries(a)),
             },
             init_end,
         )),
+    }
+}
+
+impl Queries {
+    /// The descriptor (a session's handlers keep it across their descriptor clean-up).
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// The proxy's summary so far (sanitized), or why there is none (the proxy is gone).
+    pub fn snapshot(&self) -> ProxyOutcome {
+        let (ours, theirs) = match UnixStream::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                return ProxyOutcome {
+                    summary: None,
+                    error: Some(format!("the network proxy's summary: {e}")),
+                };
+            }
+        };
+        let sent = sys::send_fds(self.0.as_fd(), b"s", &[theirs.as_fd()]);
+        drop(theirs);
+        if let Err(e) = sent {
+            return ProxyOutcome {
+                summary: None,
+                error: Some(format!("the session's network proxy is gone ({e})")),
+            };
+        }
+        outcome_of(read_bounded(&ours, SUMMARY_WAIT))
     }
 }
 
@@ -144,6 +199,20 @@ impl ProxyProcess {
         let _ = self.control.shutdown(std::net::Shutdown::Write);
         let read = read_bounded(&self.control, SUMMARY_WAIT);
         self.kill();
+        outcome_of(read)
+    }
+
+    /// End the process now (launch errors, session teardown).
+    pub fn kill(self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        // SIGKILL cannot be caught: the wait is short, and leaves no zombie behind.
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// What the proxy answered (its JSON report, read as untrusted data).
+fn outcome_of(read: std::io::Result<Vec<u8>>) -> ProxyOutcome {
+    {
         match read {
             Ok(bytes) if bytes.is_empty() => ProxyOutcome {
                 summary: None,
@@ -168,13 +237,6 @@ impl ProxyProcess {
                 error: Some(format!("the network proxy's summary: {e}")),
             },
         }
-    }
-
-    /// End the process now (launch errors, session teardown).
-    pub fn kill(self) {
-        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        // SIGKILL cannot be caught: the wait is short, and leaves no zombie behind.
-        let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
 
@@ -227,7 +289,13 @@ fn read_bounded(s: &UnixStream, wait: Duration) -> std::io::Result<Vec<u8>> {
 // ---- the proxy process -----------------------------------------------------------------
 
 /// The proxy process. Never returns.
-fn run(config: ProxyConfig, channel: Channel, control: UnixStream, parent: Pid) -> ! {
+fn run(
+    config: ProxyConfig,
+    channel: Channel,
+    control: UnixStream,
+    queries: Option<std::os::fd::OwnedFd>,
+    parent: Pid,
+) -> ! {
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
     {
         sys::exit_now(1);
@@ -237,6 +305,7 @@ fn run(config: ProxyConfig, channel: Channel, control: UnixStream, parent: Pid) 
     let _ = nix::unistd::setsid();
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let mut keep: Vec<RawFd> = vec![2, channel.as_raw_fd(), control.as_raw_fd()];
+    keep.extend(queries.as_ref().map(|q| q.as_raw_fd()));
     keep.extend(config.publish.iter().map(|p| p.listener.as_raw_fd()));
     stdio_to_null();
     sys::close_fds_except(&keep);
@@ -259,13 +328,62 @@ fn run(config: ProxyConfig, channel: Channel, control: UnixStream, parent: Pid) 
         sys::exit_now(1);
     }
     publish(config.publish, channel);
-    // Until the supervisor closes its side: the run is over.
-    let mut buf = [0u8; 64];
-    let mut c = &control;
-    while !matches!(c.read(&mut buf), Ok(0) | Err(_)) {}
+    // Until the supervisor closes its side: the run (or the session) is over.
+    match &queries {
+        None => {
+            let mut buf = [0u8; 64];
+            let mut c = &control;
+            while !matches!(c.read(&mut buf), Ok(0) | Err(_)) {}
+        }
+        Some(q) => answer_queries(&control, q.as_fd(), engine.as_ref()),
+    }
     let summary = engine.map(Engine::stop).unwrap_or_default();
     write_report(&control, &Report::Summary(summary.report()));
     sys::exit_now(0)
+}
+
+/// A session's proxy: answer each query (the summary so far, on the descriptor it
+/// carries) until the control socket closes.
+fn answer_queries(control: &UnixStream, queries: BorrowedFd<'_>, engine: Option<&Engine>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            PollFd::new(queries, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+        let (control_ready, query_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if control_ready {
+            let mut buf = [0u8; 64];
+            let mut c = control;
+            if matches!(c.read(&mut buf), Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        if query_ready {
+            let mut buf = [0u8; 8];
+            match sys::recv_fds(queries, &mut buf) {
+                Ok((0, _)) => return,
+                Ok((_, mut fds)) => {
+                    // One descriptor per query; anything else is dropped unanswered.
+                    if let (Some(reply), true) = (fds.pop(), fds.is_empty()) {
+                        let summary = engine.map(Engine::summary).unwrap_or_default();
+                        let reply = UnixStream::from(reply);
+                        // A handler that stops reading must not stall every later query.
+                        let _ = reply.set_write_timeout(Some(SUMMARY_WAIT));
+                        write_report(&reply, &Report::Summary(summary.report()));
+                    }
+                }
+                Err(e) if e.errno == nix::errno::Errno::EINTR => {}
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 fn write_report(control: &UnixStream, report: &Report) {

@@ -111,7 +111,14 @@ fn close_server_fds(session: &Session<'_>, keep: &[i32]) {
     all.extend(session.ns.iter().map(|f| f.as_raw_fd()));
     // The layer's lock: the command's init keeps it (see server::build).
     all.extend(session.spec.layer_lock);
+    // The session proxy's query socket (never the command's: close-on-exec).
+    all.extend(queries(session).map(|q| q.raw_fd()));
     sys::close_fds_except(&all);
+}
+
+/// Network mode `proxy`: where the session's proxy answers for its summary so far.
+fn queries<'s>(session: &'s Session<'_>) -> Option<&'s crate::sandbox::proxy::Queries> {
+    session.proxy.as_ref().and_then(|p| p.queries.as_ref())
 }
 
 /// Die with the server (and so do the commands: their inits die with us).
@@ -335,6 +342,9 @@ fn serve(
         go,
         waits,
     } = prepared;
+    // The session proxy's summary before the command: its report is what came after.
+    let proxy_before = queries(session).map(|q| q.snapshot());
+    let spec = &mut session.spec;
     let mut taken = true;
     if waits {
         // The pre-started sandbox gets the command, with its stdio (ours now).
@@ -429,6 +439,12 @@ fn serve(
         None,
     );
     tracing::debug!(target: "shellcage::timing", "session: command ended {}", start.elapsed().as_micros());
+    let (network, decided) = match proxy_before.map(|before| network_since(session, before)) {
+        Some((n, d)) => (Some(n), d),
+        None => (None, 0),
+    };
+    let proxy_broken = network.as_ref().is_some_and(|n| n.summary.is_none());
+    let spec = &mut session.spec;
     let (limits, cgroups) = spec.end_limits_kept().unzip();
     tracing::debug!(target: "shellcage::timing", "session: limits read {}", start.elapsed().as_micros());
     let mut after_run = spec
@@ -472,13 +488,17 @@ fn serve(
         fallback: None,
         outcome: &outcome,
         limits: limits.as_ref(),
-        network: None,
+        network: network.as_ref(),
         after_run: &after_run,
         home: &home_use,
         session: Some(&used),
     };
     launch::conclude(&req, &done, audit, &user);
-    if home_over {
+    // The session proxy's limits are per proxy (connections in its life, names its
+    // resolver hands out): past half of them the session ends after this command, and
+    // the next one starts with a new proxy.
+    let full = decided > crate::net::engine::Limits::default().max_connections / 2;
+    if home_over || full {
         // The server takes no command after this one's client hears its end: the signal
         // is pending before the client can connect again (see the server's loop).
         let _ = nix::sys::signal::kill(Pid::from_raw(session.server), Signal::SIGHUP);
@@ -500,11 +520,48 @@ fn serve(
     }
     // Not the command's code: the server reads ours (EXIT_BROKEN means the session is not
     // sound, or must end: its kept home is over its limit).
-    sys::exit_now(if home_over {
+    sys::exit_now(if home_over || full || proxy_broken {
         super::server::EXIT_BROKEN
     } else {
         0
     })
+}
+
+/// The command's network summary: the session proxy's now, less what it had decided
+/// before the command (`before`); and how many decisions the proxy has made in its life.
+/// Without a summary, why (the proxy is gone: the session ends after this command).
+fn network_since(
+    session: &Session<'_>,
+    before: crate::sandbox::proxy::ProxyOutcome,
+) -> (crate::sandbox::proxy::ProxyOutcome, u64) {
+    use crate::sandbox::proxy::ProxyOutcome;
+    let Some(after) = queries(session).map(|q| q.snapshot()) else {
+        return (before, 0);
+    };
+    match (before.summary, after.summary) {
+        (Some(b), Some(a)) => {
+            let decided = a.allowed.saturating_add(a.blocked).saturating_add(a.failed);
+            let out = ProxyOutcome {
+                summary: Some(a.since(&b)),
+                error: None,
+            };
+            (out, decided)
+        }
+        (_, None) => (
+            ProxyOutcome {
+                summary: None,
+                error: after.error,
+            },
+            0,
+        ),
+        (None, _) => (
+            ProxyOutcome {
+                summary: None,
+                error: before.error,
+            },
+            0,
+        ),
+    }
 }
 
 /// A thread that waits for the client's end of the connection to close before the

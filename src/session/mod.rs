@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{NetMode, SessionMode, TierChoice};
+use crate::policy::{SessionMode, TierChoice};
 use crate::request::Request;
 
 /// `SHELLCAGE_SESSION=off` (or `0`, `no`): every command runs cold.
@@ -167,8 +167,8 @@ pub fn cold_reason(req: &Request) -> Option<&'static str> {
     if p.tier == TierChoice::Container {
         return Some("the container tier has no namespaces to keep");
     }
-    if p.network == NetMode::Proxy || !p.publish.is_empty() {
-        return Some("the proxy and published ports are per command");
+    if !p.publish.is_empty() {
+        return Some("published ports are per command");
     }
     if req.interactive || crate::sys::is_tty(0) || crate::sys::is_tty(1) || crate::sys::is_tty(2) {
         return Some("a terminal: the command gets its own pty in a cold run");

@@ -96,6 +96,10 @@ pub(super) struct Session<'a> {
     /// An overlay workspace's layer: held (locked) and mounted in the template for the
     /// session's life, so all its commands share one overlay mount.
     pub layer: Option<Held>,
+    /// Network mode `proxy`: the proxy process serving the template's network namespace
+    /// for the session's life; each handler asks it for the summary at its command's
+    /// start and end.
+    pub proxy: Option<crate::sandbox::proxy::ProxyProcess>,
 }
 
 /// The reason a session did not start because its layer is held by another command:
@@ -376,6 +380,9 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     // before the slower clean-up below.
     session.ns.clear();
     drop(session.layer.take());
+    if let Some(p) = session.proxy.take() {
+        p.kill();
+    }
     // Placeholders made once for the session, and the git config copies merged back.
     let _ = session.spec.cleanup();
     // Every command is gone: the kept home is measured, and cleared when over its limit.
@@ -508,17 +515,33 @@ fn build<'a>(
     // The template and every command's init keep the lock's descriptor: the layer stays
     // held while any of them (and so the mount) lives, even past a killed server.
     spec.layer_lock = layer.as_ref().map(Held::lock_fd);
+    // Network mode `proxy`: one proxy for the session (the template's init hands it the
+    // listeners it makes in the namespace, as a cold run's init does).
+    let proxy = match crate::launch::start_proxy_for(policy, &mut spec, true) {
+        Ok(p) => p,
+        Err(e) => {
+            spec.cleanup();
+            return Err(e.to_string());
+        }
+    };
     let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
     spec.template = Some(theirs.as_raw_fd());
     let spawned = match spawn::spawn(&spec) {
         Ok(s) => s,
         Err(e) => {
+            if let Some(p) = proxy {
+                p.kill();
+            }
             spec.cleanup();
             return Err(e.to_string());
         }
     };
     drop(theirs);
     spec.template = None;
+    // The init's end of the proxy's channel is the template's alone.
+    if let Some(net) = spec.net.as_mut() {
+        net.channel = None;
+    }
     let mut buf = [0u8; 16];
     let received = sys::recv_fds(ours.as_fd(), &mut buf);
     let mounts = match &received {
@@ -566,6 +589,7 @@ fn build<'a>(
                     server: std::process::id() as i32,
                     holds,
                     layer,
+                    proxy,
                 },
                 spawned.child,
                 ours,

@@ -207,6 +207,56 @@ impl Cage {
         c
     }
 
+    /// A shell script run in the cage itself (its mount namespace and /etc/hosts), with
+    /// `$SC` (shellcage), `$WS`, `$PROFILE` and `$OUT` (a directory of the test's) set:
+    /// several shellcage commands in one namespace, so that they can share a session
+    /// (`SHELLCAGE_SESSION=auto`, a private runtime directory of the cage's).
+    pub fn script(&self, script: &str) -> Output {
+        let run = self.dir.path().join("run");
+        let out = self.dir.path().join("out");
+        for d in [&run, &out] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
+        }
+        Command::new("unshare")
+            .args([
+                "-rm",
+                "sh",
+                "-c",
+                "mount --bind \"$0/hosts\" /etc/hosts && exec sh -c \"$1\"",
+            ])
+            .arg(self.dir.path())
+            .arg(script)
+            .env_clear()
+            .env("SC", common::bin())
+            .env("WS", self.ws.path())
+            .env("PROFILE", self.profile())
+            .env("OUT", &out)
+            .env("SHELLCAGE_SESSION", "auto")
+            .env("SHELLCAGE_SESSION_IDLE", "30s")
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LANG", "C.UTF-8")
+            .env("HOME", self.home.path())
+            .current_dir(self.ws.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `$OUT` of [`Cage::script`].
+    pub fn report_dir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The JSON report a [`Cage::script`] wrote to `$OUT/NAME`.
+    pub fn report(&self, name: &str) -> serde_json::Value {
+        let p = self.dir.path().join("out").join(name);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// `sh -c SCRIPT` in the cage.
     pub fn sh(&self, extra: &[&str], script: &str) -> Output {
         self.command(extra, &["sh", "-c", script]).output().unwrap()

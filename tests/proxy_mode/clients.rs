@@ -413,3 +413,62 @@ fn a_resolv_conf_symlinked_into_run_is_replaced_at_its_target() {
     );
     assert_eq!(up.received().len(), 1);
 }
+
+#[test]
+fn a_session_s_commands_share_one_proxy_and_each_reports_its_own_traffic() {
+    let up = Upstream::start();
+    let port = up.port();
+    let Some(cage) = Cage::new(&format!("allow = [\"a.example:{port}\"]")) else {
+        return;
+    };
+    // Three commands of one session (the same policy), then the session is stopped.
+    let out = cage.script(&format!(
+        r#"
+run() {{ n=$1; shift; "$SC" run --workspace "$WS" --profile "$PROFILE" --report-file "$OUT/$n.json" -- "$@"; }}
+run 1 curl -sS -m 20 http://a.example:{port}/first >/dev/null
+run 2 sh -c 'curl -sS -m 20 http://b.example:{port}/never >/dev/null; curl -sS -m 20 http://a.example:{port}/second >/dev/null; true' 2>"$OUT/2.err"
+run 3 true
+"$SC" session list >"$OUT/list"
+"$SC" session stop --all
+"#
+    ));
+    assert!(out.status.success(), "{}", show(&out));
+    let (r1, r2, r3) = (
+        cage.report("1.json"),
+        cage.report("2.json"),
+        cage.report("3.json"),
+    );
+    let id = r1["session"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("warm: {r1}"));
+    for r in [&r2, &r3] {
+        assert_eq!(r["session"]["id"].as_str(), Some(id), "one session: {r}");
+    }
+    let listed = std::fs::read_to_string(cage.report_dir().join("list")).unwrap();
+    assert!(listed.contains(id), "{listed}");
+    // Each command's report has its own connections only.
+    let count = |r: &serde_json::Value, host: &str, decision: &str| -> u64 {
+        (r["egress"]["destinations"].as_array().into_iter().flatten())
+            .filter(|d| d["host"] == host && d["decision"] == decision)
+            .filter_map(|d| d["count"].as_u64())
+            .sum()
+    };
+    assert_eq!(count(&r1, "a.example", "allowed"), 1, "{}", r1["egress"]);
+    assert_eq!(r1["egress"]["blocked"], 0, "{}", r1["egress"]);
+    assert_eq!(count(&r2, "a.example", "allowed"), 1, "{}", r2["egress"]);
+    assert_eq!(count(&r2, "b.example", "blocked"), 1, "{}", r2["egress"]);
+    assert_eq!(r3["egress"]["allowed"], 0, "{}", r3["egress"]);
+    assert_eq!(r3["egress"]["blocked"], 0, "{}", r3["egress"]);
+    let err2 = std::fs::read_to_string(cage.report_dir().join("2.err")).unwrap();
+    assert!(
+        err2.contains(&format!(
+            "shellcage: network: blocked 1 connection: b.example:{port}"
+        )),
+        "{err2}"
+    );
+    // The upstream's side: the two allowed requests, nothing of the refused one.
+    let got = up.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("GET /first "), "{got:?}");
+    assert!(got[1].starts_with("GET /second "), "{got:?}");
+}
