@@ -266,7 +266,7 @@ pub(crate) fn conclude(req: &Request, done: &Done<'_>, audit: Option<AuditLog>, 
         .network
         .and_then(|n| tell_network(n, outcome))
         .or(lookups.as_ref());
-    closing_hint(&req.policy, outcome);
+    closing_hint(req, outcome);
     let (spec, env) = (done.spec, done.env);
     if req.policy.report {
         let report = Report {
@@ -695,23 +695,39 @@ fn tell_network<'a>(network: &'a ProxyOutcome, outcome: &Outcome) -> Option<&'a 
 /// The one closing line after a failing command on a terminal, naming what the sandbox
 /// itself refused (network mode `none`: the name lookups it answered). Never from the
 /// command's output.
-fn closing_hint(policy: &Policy, outcome: &Outcome) {
+fn closing_hint(req: &Request, outcome: &Outcome) {
     use std::io::IsTerminal;
-    let Some(record) = &outcome.lookups else {
+    let started = !matches!(outcome.status, Status::NotStarted(_) | Status::TimedOut);
+    let stderr_tty = std::io::stderr().is_terminal();
+    if outcome.exit_code == 0 || !started || !stderr_tty {
         return;
+    }
+    let (names, total): (Vec<(String, u64)>, u64) = match &outcome.lookups {
+        Some(record) => (
+            (record.names.iter())
+                .map(|n| (n.name.clone(), n.count))
+                .collect(),
+            record.total,
+        ),
+        None => (Vec::new(), 0),
     };
-    let names: Vec<(String, u64)> = record
-        .names
-        .iter()
-        .map(|n| (n.name.clone(), n.count))
-        .collect();
+    // Without a refused lookup: the paths the command's own words name that the sandbox
+    // hides, does not show or protects (judged as `shellcage explain` would).
+    let paths = if total == 0 {
+        let view = crate::explain::view_of_request(req);
+        let judge = crate::explain::Judge::new(&view);
+        crate::explain::named_paths(&judge, &req.argv, &req.cwd, &req.policy.home)
+    } else {
+        Vec::new()
+    };
     let end = notice::RunEnd {
         code: outcome.exit_code,
-        started: !matches!(outcome.status, Status::NotStarted(_) | Status::TimedOut),
-        stderr_tty: std::io::stderr().is_terminal(),
-        network: policy.network.name(),
+        started,
+        stderr_tty,
+        network: req.policy.network.name(),
         lookups: &names,
-        lookups_total: record.total,
+        lookups_total: total,
+        paths: &paths,
     };
     if let Some(line) = notice::closing_hint(&end) {
         crate::say!("{line}");

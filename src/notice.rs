@@ -219,6 +219,9 @@ pub struct RunEnd<'a> {
     /// the count of all of them (names beyond the list included).
     pub lookups: &'a [(String, u64)],
     pub lookups_total: u64,
+    /// Paths the command's own words name that the sandbox hides, does not show or
+    /// protects (`PATH is absent (rule)`; see `explain::named_paths`).
+    pub paths: &'a [String],
 }
 
 /// Names the closing hint shows before "and N more".
@@ -231,8 +234,11 @@ const HINT_NAMES: usize = 4;
 /// (hint: --net proxy --allow-host a.example, or network.mode = "proxy" with
 /// network.allow in the profile)`
 pub fn closing_hint(end: &RunEnd<'_>) -> Option<String> {
-    if end.code == 0 || !end.started || !end.stderr_tty || end.lookups_total == 0 {
+    if end.code == 0 || !end.started || !end.stderr_tty {
         return None;
+    }
+    if end.lookups_total == 0 {
+        return paths_hint(end.paths);
     }
     let mut names: Vec<(String, u64)> = end
         .lookups
@@ -278,6 +284,32 @@ pub fn closing_hint(end: &RunEnd<'_>) -> Option<String> {
         "shellcage: the sandbox has no network (mode {}): refused name lookups: {list} \
          (hint: --net proxy --allow-host {first}, or network.mode = \"proxy\" with network.allow in the profile)",
         safe_name(end.network)
+    ))
+}
+
+/// The closing hint for a failing command that named paths the sandbox hides, does not
+/// show or protects (a `git clone` of a directory outside says the repository "does not
+/// exist"; a write to a protected file says "read-only file system" or "no such file").
+///
+/// `shellcage: the command names paths the sandbox does not show or keeps read-only:
+/// /srv/repo is absent (not listed in the profile, so not visible inside) (hint: …)`
+fn paths_hint(paths: &[String]) -> Option<String> {
+    if paths.is_empty() {
+        return None;
+    }
+    // Printable ASCII only, bounded: a path in the command's words may hold anything,
+    // and this goes to a terminal.
+    let list: Vec<String> = (paths.iter())
+        .map(|p| {
+            (p.chars().take(400))
+                .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+                .collect()
+        })
+        .collect();
+    Some(format!(
+        "shellcage: the command names paths the sandbox does not show or keeps read-only: {} \
+         (hint: --read PATH or --write PATH shows an absent path; hidden and protected ones are the profile's rules, which `shellcage explain PATH` names)",
+        list.join("; ")
     ))
 }
 
@@ -379,7 +411,36 @@ mod tests {
             network: "none",
             lookups,
             lookups_total: total,
+            paths: &[],
         }
+    }
+
+    #[test]
+    fn the_paths_hint_names_them_printably_and_only_for_a_failure_on_a_terminal() {
+        let paths = vec![
+            "/srv/repo is absent (not listed in the profile, so not visible inside)".to_string(),
+            "/w/.git/hooks/x\u{1b}]0;evil\u{7} is protected (filesystem.protect)".to_string(),
+        ];
+        let mut e = end(1, true, &[], 0);
+        e.paths = &paths;
+        let line = closing_hint(&e).unwrap();
+        assert!(
+            line.starts_with("shellcage: the command names paths the sandbox does not show or keeps read-only: /srv/repo is absent (not listed in the profile, so not visible inside); /w/.git/hooks/x?]0;evil? is protected"),
+            "{line}"
+        );
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(
+            line.ends_with("which `shellcage explain PATH` names)"),
+            "{line}"
+        );
+        e.code = 0;
+        assert_eq!(closing_hint(&e), None);
+        e.code = 1;
+        e.stderr_tty = false;
+        assert_eq!(closing_hint(&e), None);
+        e.stderr_tty = true;
+        e.paths = &[];
+        assert_eq!(closing_hint(&e), None, "control: nothing named");
     }
 
     #[test]

@@ -577,3 +577,95 @@ fn the_closing_hint_names_refused_lookups_once_on_a_terminal() {
     assert_eq!(out.stdout, b"a\0b\x1b[0m\n");
     assert!(!stderr(&out).contains("shellcage:"), "{}", stderr(&out));
 }
+
+/// The closing hint without a refused lookup (issue 13, item 7): a failing command on a
+/// terminal whose own words name a path the sandbox does not show (a `git clone` of a
+/// repository outside, which git calls "does not exist") or protects (a write to
+/// `.git/hooks`) gets one line naming the path, its verdict and the rule. Judged from
+/// the command's arguments and the policy, never from its output. Controls: the same
+/// clone with `--read` of the repository succeeds and gets no line; a failing command
+/// naming only visible paths gets none.
+#[test]
+fn the_closing_hint_names_paths_the_sandbox_does_not_show_or_protects() {
+    needs_sandbox!();
+    let ws = Workspace::new();
+    let outside = tempfile::tempdir().unwrap();
+    let repo = outside.path().join("other-repo");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let st = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}: {st:?}");
+    };
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("f"), "x\n").unwrap();
+    git(&repo, &["add", "f"]);
+    git(&repo, &["commit", "-qm", "one"]);
+    git(ws.path(), &["init", "-q"]);
+    let bin = bin().display().to_string();
+    let wsp = ws.path().to_str().unwrap().to_string();
+    let repo_s = repo.to_str().unwrap().to_string();
+    let path = format!("PATH={}", std::env::var("PATH").unwrap_or_default());
+    let home = format!("HOME={}", std::env::var("HOME").unwrap_or_default());
+    let env = ["env", "-i", path.as_str(), home.as_str(), "LANG=C.UTF-8"];
+    let on_tty = |extra: &[&str], script: &str| {
+        let mut argv = env.to_vec();
+        argv.extend([bin.as_str(), "run", "--workspace", &wsp]);
+        argv.extend(extra);
+        argv.extend(["--", "sh", "-c", script]);
+        under_pty(ws.path(), &argv)
+    };
+    let lead = "shellcage: the command names paths the sandbox does not show or keeps read-only: ";
+    let clone = format!("git clone -q {repo_s} copy");
+    let shown = on_tty(&[], &clone);
+    assert!(
+        shown.contains("does not exist"),
+        "git's own words: {shown:?}"
+    );
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with(lead))
+        .unwrap_or_else(|| panic!("{shown:?}"));
+    assert!(line.contains(&format!("{repo_s} is absent (")), "{line}");
+    assert_eq!(
+        shown.matches("shellcage:").count(),
+        1,
+        "one line: {shown:?}"
+    );
+    assert!(
+        shown.trim_end().ends_with(line),
+        "it closes the run: {shown:?}"
+    );
+    // A write to a protected path.
+    let shown = on_tty(&[], "echo x > .git/hooks/pre-commit");
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with(lead))
+        .unwrap_or_else(|| panic!("{shown:?}"));
+    assert!(
+        line.contains(&format!(
+            "{wsp}/.git/hooks/pre-commit is protected (filesystem.protect"
+        )),
+        "{line}"
+    );
+    assert!(!ws.path().join(".git/hooks/pre-commit").exists());
+    // Controls: shown, the clone works and nothing is said; a failure naming only
+    // visible paths says nothing.
+    // (--write: a tree bound writable stays its owner's inside when root started the
+    // sandbox, so git does not call it another user's; see "Started by root".)
+    let shown = on_tty(&["--write", &repo_s], &clone);
+    assert!(!shown.contains("shellcage:"), "{shown:?}");
+    assert!(
+        ws.path().join("copy/f").exists(),
+        "control: the clone ran: {shown:?}"
+    );
+    let shown = on_tty(&[], "ls ./no-such-file copy/f; exit 3");
+    assert!(!shown.contains("shellcage:"), "{shown:?}");
+}

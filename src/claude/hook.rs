@@ -897,7 +897,7 @@ fn sandbox_findings(text: &str, ev: &Event, cx: &Context<'_>) -> Vec<String> {
         let lower = line.to_ascii_lowercase();
         if PATH_ERRORS.iter().any(|m| lower.contains(m)) {
             let write_error = WRITE_ERRORS.iter().any(|m| lower.contains(m));
-            for tok in path_tokens(line) {
+            for tok in explain::path_tokens(line) {
                 if let Some(item) = path_item(&tok, &cwd, write_error, cx) {
                     if !out.contains(&item) {
                         out.push(item);
@@ -929,40 +929,7 @@ fn refused_text(j: &Judge<'_>, f: &Finding) -> String {
 }
 
 fn path_item(tok: &str, cwd: &Path, write_error: bool, cx: &Context<'_>) -> Option<String> {
-    let r = explain::resolve(tok, cwd, cx.home).ok()?;
-    let exists = r
-        .candidates
-        .iter()
-        .any(|p| std::fs::symlink_metadata(p).is_ok());
-    for p in &r.candidates {
-        let f = cx.judge.path(p);
-        let noteworthy = match f.verdict {
-            Verdict::Hidden | Verdict::Absent => exists,
-            Verdict::Protected => write_error,
-            _ => false,
-        };
-        if noteworthy {
-            return Some(format!("{} is {}", p.display(), refused_text(cx.judge, &f)));
-        }
-    }
-    None
-}
-
-/// Words of `line` that look like paths (`/x`, `~/x`, `./x`, `a/b`, `.env`).
-fn path_tokens(line: &str) -> Vec<String> {
-    line.split(|c: char| c.is_whitespace() || "'\"`,;:()[]{}<>=|&".contains(c))
-        .map(|t| t.trim_end_matches(['.', '!', '?']))
-        .filter(|t| {
-            t.len() > 1
-                && !t.contains("://")
-                && (t.starts_with('/')
-                    || t.starts_with("~/")
-                    || t.contains('/')
-                    || (t.starts_with('.') && t.len() > 2 && !t.starts_with("..")))
-        })
-        .map(String::from)
-        .take(16)
-        .collect()
+    explain::path_item(cx.judge, tok, cwd, cx.home, write_error)
 }
 
 /// Hosts named in a network error: URLs, `host='X'`, `host: X`, `hostname X`.

@@ -505,6 +505,81 @@ impl<'a> Judge<'a> {
     }
 }
 
+/// Words of `line` that look like paths (`/x`, `~/x`, `./x`, `a/b`, `.env`).
+pub fn path_tokens(line: &str) -> Vec<String> {
+    line.split(|c: char| c.is_whitespace() || "'\"`,;:()[]{}<>=|&".contains(c))
+        .map(|t| t.trim_end_matches(['.', '!', '?']))
+        .filter(|t| {
+            t.len() > 1
+                && !t.contains("://")
+                && (t.starts_with('/')
+                    || t.starts_with("~/")
+                    || t.contains('/')
+                    || (t.starts_with('.') && t.len() > 2 && !t.starts_with("..")))
+        })
+        .map(String::from)
+        .take(16)
+        .collect()
+}
+
+/// `PATH is absent (rule)` when the path `tok` names (relative to `cwd`, `~` as `home`)
+/// exists on the host but the sandbox hides it or does not show it, or is protected
+/// (when `protected` counts: a write was refused, or may have been).
+pub fn path_item(
+    judge: &Judge<'_>,
+    tok: &str,
+    cwd: &Path,
+    home: &Path,
+    protected: bool,
+) -> Option<String> {
+    let r = resolve(tok, cwd, home).ok()?;
+    let exists = r
+        .candidates
+        .iter()
+        .any(|p| std::fs::symlink_metadata(p).is_ok());
+    for p in &r.candidates {
+        let f = judge.path(p);
+        let noteworthy = match f.verdict {
+            Verdict::Hidden | Verdict::Absent => exists,
+            Verdict::Protected => protected,
+            _ => false,
+        };
+        if noteworthy {
+            return Some(format!(
+                "{} is {} ({})",
+                p.display(),
+                f.verdict.name(),
+                judge.rule_text(&f.rule)
+            ));
+        }
+    }
+    None
+}
+
+/// How many paths [`named_paths`] lists.
+const NAMED_PATHS: usize = 4;
+
+/// The paths a command's own words name (its arguments, and the words of a script it is
+/// given, e.g. `sh -c '…'`) that exist on the host but are hidden or not shown in the
+/// sandbox, or are protected: for the closing hint after a failing command (shellcage
+/// never reads the command's output to guess).
+pub fn named_paths(judge: &Judge<'_>, argv: &[String], cwd: &Path, home: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in argv.iter().skip(1) {
+        for tok in path_tokens(word) {
+            if let Some(item) = path_item(judge, &tok, cwd, home, true) {
+                if !out.contains(&item) {
+                    out.push(item);
+                }
+            }
+            if out.len() >= NAMED_PATHS {
+                return out;
+            }
+        }
+    }
+    out
+}
+
 pub fn net_name(m: ViewNet) -> &'static str {
     match m {
         ViewNet::None => "none",
