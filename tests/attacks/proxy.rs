@@ -400,7 +400,12 @@ time.sleep(3)
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(2) && proxy_sockets == 0 {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        proxy_sockets = descendants(child.id())
+        // (A warm run's proxy is the session server's child, not the client's.)
+        let mut procs = descendants(child.id());
+        for server in session_servers_for(cage.ws.path()) {
+            procs.extend(descendants(server));
+        }
+        proxy_sockets = procs
             .iter()
             .filter(|p| comm(**p) == "shellcage")
             .map(|p| sockets_of(*p))
@@ -441,6 +446,36 @@ fn descendants(pid: u32) -> Vec<u32> {
             for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
                 out.push(k);
                 todo.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// The servers of the sessions for `ws` (their descriptions in the session directories
+/// of this machine's users).
+fn session_servers_for(ws: &std::path::Path) -> Vec<u32> {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir("/tmp")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("shellcage-"))
+        .map(|e| e.path().join("sessions"))
+        .collect();
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR") {
+        dirs.push(std::path::Path::new(&run).join("shellcage/sessions"));
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if v["workspace"].as_str() == ws.to_str() {
+                out.extend(v["pid"].as_u64().map(|p| p as u32));
             }
         }
     }
