@@ -865,4 +865,41 @@ fn a_session_shares_one_overlay_mount_and_lets_it_go_for_apply() {
     );
     assert_eq!(ok(&out), "5\n", "{}", text(&out.stderr));
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // `session stop` with a command running: once it returns, no process of the session
+    // is left (none still holds the overlay mount), and a cold command takes the layer
+    // without waiting.
+    let running = spawn("sleep 31.25 & touch stop-me; wait");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        ok(&f.sc(&["changes"])).contains("stop-me")
+    }));
+    let stopped = f.sc(&["session", "stop", f.ws.to_str().unwrap()]);
+    assert_eq!(code(&stopped), Some(0), "{}", text(&stopped.stderr));
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("sleep 31.25"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "left after session stop");
+    let _ = running.wait_with_output();
+    let out = f.sc_env(
+        &[
+            "run",
+            "--no-session",
+            "--layer",
+            "default",
+            "--",
+            "cat",
+            "a",
+        ],
+        &warm,
+    );
+    assert_eq!(ok(&out), "5\n", "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("waiting for layer"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -105,6 +105,7 @@ fn lock(layer: &Layer, wait: Wait) -> Result<Flock<File>, HoldError> {
     let path = layer.dir.join("lock");
     let mut file = lock_file(&layer.dir)?;
     let mut said = false;
+    let mut asked = Instant::now();
     let deadline = match wait {
         Wait::No => None,
         Wait::Until(d) => d,
@@ -118,10 +119,14 @@ fn lock(layer: &Layer, wait: Wait) -> Result<Flock<File>, HoldError> {
         if matches!(wait, Wait::No) {
             return Err(HoldError::Busy(layer.name().to_string()));
         }
-        if !said {
-            // A session that holds the layer between its commands is asked to end once
-            // its running ones have (else it would keep the layer until its idle time).
+        // A session that holds the layer between its commands is asked to end once its
+        // running ones have (else it would keep the layer until its idle time); asked
+        // again every 200 ms, for one that started (or wrote its description) since.
+        if asked.elapsed() >= Duration::from_millis(200) || !said {
             super::release(&layer.dir, super::Release::AfterCommands);
+            asked = Instant::now();
+        }
+        if !said {
             crate::say!(
                 "shellcage: waiting for layer {:?}: another command is using it (one mount of a layer at a time)",
                 layer.name()

@@ -459,7 +459,8 @@ fn signal_server_for(
     // The pidfd before the signal: the process it names is the one that answered.
     let pidfd = crate::sys::pidfd_open(pid).map_err(|e| e.to_string())?;
     drop(conn);
-    nix::sys::signal::kill(pid, sig).map_err(|e| e.to_string())?;
+    // By the pidfd: never another process that took the pid meanwhile.
+    crate::sys::pidfd_send_signal(pidfd.as_fd(), sig as i32).map_err(|e| e.to_string())?;
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + limit;
     loop {

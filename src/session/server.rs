@@ -176,6 +176,12 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
         _ => sys::exit_now(1),
     }
     sys::close_fds_except(&[0, 1, 2, ready.as_raw_fd()]);
+    // Orphaned command inits (their handler died) become ours: the session's end waits
+    // for them (see below, before the layer is let go).
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        say_ready(&ready, &format!("PR_SET_CHILD_SUBREAPER: {e}"));
+        sys::exit_now(1)
+    }
     let mut blocked = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -212,7 +218,6 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     };
     // The session's own names on the host (the placeholders each command makes and
     // removes) are no change of the workspace.
-    // (Directories made to hold them count as theirs.)
     index.own = session.holds.iter().map(|h| h.path.clone()).collect();
     if let Some(upper) = session.layer.as_ref().map(|l| l.dirs.upper.clone()) {
         if let Err(why) = index.watch_upper(&upper) {
@@ -375,14 +380,28 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let _ = &stop;
     drop(channel);
     let _ = waitpid(template, None);
-    // The template's namespaces, and with them the last reference to an overlay
-    // session's mount (every command is gone): the layer is free for `apply` now,
-    // before the slower clean-up below.
-    session.ns.clear();
-    drop(session.layer.take());
+    // Every command's sandbox ends before the layer is let go: the handlers still
+    // running (Stop::Now) are killed, their inits are reparented to us (a subreaper)
+    // when they die, and an init is reaped only once every process of its pid
+    // namespace is gone, so no process of the session still holds the overlay mount
+    // when another mount of the layer may begin.
+    for pid in handlers.keys() {
+        let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+    }
     if let Some(p) = session.proxy.take() {
         p.kill();
     }
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // The template's namespaces, and with them the last reference to an overlay
+    // session's mount: the layer is free for `apply` now, before the slower clean-up.
+    session.ns.clear();
+    drop(session.layer.take());
     // Placeholders made once for the session, and the git config copies merged back.
     let _ = session.spec.cleanup();
     // Every command is gone: the kept home is measured, and cleared when over its limit.
@@ -417,7 +436,10 @@ fn reap(
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(status) => {
-                if matches!(status, WaitStatus::Exited(_, EXIT_BROKEN)) {
+                // (Only a handler's code says so: the server is a subreaper, and an
+                // orphaned command init's code is its command's.)
+                let handler = status.pid().is_some_and(|p| handlers.contains_key(&p));
+                if handler && matches!(status, WaitStatus::Exited(_, EXIT_BROKEN)) {
                     broken = true;
                 }
                 if let Some(pid) = status.pid() {
@@ -495,10 +517,23 @@ fn build<'a>(
         Some(name) => {
             let store = crate::overlay::Store::from_env(&policy.home);
             let profile = crate::launch::layer_profile(req);
-            match hold::hold_now(&store, &policy.workspace, name, &profile) {
-                Ok(h) => Some(h),
-                Err(HoldError::Busy(_)) => return Err(LAYER_BUSY.into()),
-                Err(e) => return Err(e.to_string()),
+            // A session that holds it and is ending (its workspace changed, it was
+            // asked to) lets it go within moments: wait up to 2 s for that, not for a
+            // cold command (no session to ask: refused at once).
+            let until = Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                match hold::hold_now(&store, &policy.workspace, name, &profile) {
+                    Ok(h) => break Some(h),
+                    Err(HoldError::Busy(_)) => {
+                        let dir = store.workspace_dir(&policy.workspace).join(name);
+                        let asked = super::release_layer(&dir, super::Release::AfterCommands);
+                        if asked == 0 || Instant::now() >= until {
+                            return Err(LAYER_BUSY.into());
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         }
         None => None,
@@ -1147,10 +1182,7 @@ impl Index {
                     continue;
                 };
                 if self.lower {
-                    let own = ev.name.as_ref().is_some_and(|n| {
-                        let p = dir.join(n);
-                        self.own.iter().any(|o| o.starts_with(&p))
-                    });
+                    let own = (ev.name.as_ref()).is_some_and(|n| self.own.contains(&dir.join(n)));
                     if !own {
                         self.changed.get_or_insert(
                             "the host workspace changed under the session's overlay layer",
