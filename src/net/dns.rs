@@ -160,6 +160,15 @@ impl NameMap {
 
     /// The address for `name`, handing out the next free one (none ending in .0 or .255)
     /// the first time; None when the map is full.
+    /// How many names have an address.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     pub fn address_for(&mut self, name: &str) -> Option<Ipv4Addr> {
         if let Some(a) = self.by_name.get(name) {
             return Some(*a);

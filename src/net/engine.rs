@@ -135,7 +135,17 @@ pub(crate) struct Shared {
     peak: AtomicUsize,
     pub stopping: AtomicBool,
     pub dns_tcp_active: AtomicUsize,
-    pairs: Mutex<Vec<Weak<Pair>>>,
+    pairs: Mutex<Vec<Tracked>>,
+}
+
+/// A relay kept reachable for [`Engine::stop`], with the destination its bytes go to
+/// (for [`Engine::summary`] while it runs).
+struct Tracked {
+    pair: Weak<Pair>,
+    via: Via,
+    host: String,
+    port: u16,
+    allowed: Reason,
 }
 
 /// A connection counted as active until dropped.
@@ -186,10 +196,11 @@ impl Shared {
     }
 
     pub fn add_bytes(&self, via: Via, host: &Host, port: u16, allowed: &Reason, pair: &Pair) {
-        let out = pair.bytes_out.load(Ordering::Relaxed);
-        let inn = pair.bytes_in.load(Ordering::Relaxed);
         if let Ok(mut s) = self.summary.lock() {
+            let out = pair.bytes_out.load(Ordering::Relaxed);
+            let inn = pair.bytes_in.load(Ordering::Relaxed);
             s.add_bytes(&host.to_string(), port, via, allowed, out, inn);
+            pair.counted.store(true, Ordering::Relaxed);
         }
     }
 
@@ -264,13 +275,20 @@ impl Shared {
         })
     }
 
-    /// Keep `pair` reachable for [`Engine::stop`].
-    pub fn track(&self, pair: &Arc<Pair>) {
+    /// Keep `pair` reachable for [`Engine::stop`], and its bytes countable while it runs
+    /// (they go to `host:port`, allowed as `allowed`).
+    pub fn track(&self, pair: &Arc<Pair>, via: Via, host: &Host, port: u16, allowed: &Reason) {
         if let Ok(mut pairs) = self.pairs.lock() {
             if pairs.len() >= 64 && pairs.len() >= 2 * self.active.load(Ordering::SeqCst) {
-                pairs.retain(|w| w.strong_count() > 0);
+                pairs.retain(|t| t.pair.strong_count() > 0);
             }
-            pairs.push(Arc::downgrade(pair));
+            pairs.push(Tracked {
+                pair: Arc::downgrade(pair),
+                via,
+                host: host.to_string(),
+                port,
+                allowed: allowed.clone(),
+            });
         }
     }
 
@@ -427,13 +445,50 @@ impl Engine {
         Ok(())
     }
 
-    /// What was decided so far.
+    /// What was decided so far, with the bytes the relays still running have moved (a
+    /// relay's bytes are in the summary itself only once it ends: a session's command is
+    /// reported from two of these, and its uploads must not wait for a later one).
     pub fn summary(&self) -> Summary {
+        let Ok(s) = self.shared.summary.lock() else {
+            return Summary::default();
+        };
+        let mut out = s.clone();
+        if let Ok(pairs) = self.shared.pairs.lock() {
+            for t in pairs.iter() {
+                let Some(p) = t.pair.upgrade() else { continue };
+                // Set under the summary's lock, which we hold: counted once.
+                if p.counted.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let (o, i) = (
+                    p.bytes_out.load(Ordering::Relaxed),
+                    p.bytes_in.load(Ordering::Relaxed),
+                );
+                out.add_bytes(&t.host, t.port, t.via, &t.allowed, o, i);
+            }
+        }
+        out
+    }
+
+    /// How full the tables that last the engine's life are, in parts per thousand of
+    /// their limits (the busier of: names handed out, destinations itemized).
+    pub fn fill_permille(&self) -> u64 {
+        let names = self.shared.names.lock().map(|n| n.len()).unwrap_or(0) as u64;
+        let dests = self.shared.summary.lock().map(|s| s.len()).unwrap_or(0) as u64;
+        let of = |n: u64, max: usize| n.saturating_mul(1000) / (max.max(1) as u64);
+        of(names, self.shared.limits.max_names).max(of(dests, super::summary::MAX_DESTINATIONS))
+    }
+
+    /// Connections accepted and not yet relaying (being checked, looked up, connected):
+    /// their decisions are still to come.
+    pub fn undecided(&self) -> usize {
+        let relaying = (self.shared.pairs.lock())
+            .map(|p| p.iter().filter(|t| t.pair.strong_count() > 0).count())
+            .unwrap_or(0);
         self.shared
-            .summary
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+            .active
+            .load(Ordering::SeqCst)
+            .saturating_sub(relaying)
     }
 
     pub fn stats(&self) -> Stats {
@@ -454,7 +509,7 @@ impl Engine {
             let _ = t.join();
         }
         if let Ok(pairs) = self.shared.pairs.lock() {
-            for p in pairs.iter().filter_map(Weak::upgrade) {
+            for p in pairs.iter().filter_map(|t| t.pair.upgrade()) {
                 p.abort();
             }
         }

@@ -449,7 +449,7 @@ fn relay(
         Ok(p) => Arc::new(p),
         Err(_) => return,
     };
-    shared.track(&pair);
+    shared.track(&pair, via, &host, port, &allowed);
     let host_text = host.to_string();
     let record_allowed = || shared.record(via, &host_text, Some(port), &allowed, peer, Some(addr));
     pair.run(|p| {

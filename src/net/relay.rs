@@ -34,6 +34,10 @@ pub(crate) struct Pair {
     pub close_client_after_response: AtomicBool,
     pub bytes_out: AtomicU64,
     pub bytes_in: AtomicU64,
+    /// Its bytes are in the summary (set under the summary's lock when the relay ends):
+    /// until then a summary taken meanwhile adds them as they are (a session's
+    /// commands are reported from such summaries, see `Engine::summary`).
+    pub counted: AtomicBool,
 }
 
 impl Pair {
@@ -55,6 +59,7 @@ impl Pair {
             close_client_after_response: AtomicBool::new(false),
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            counted: AtomicBool::new(false),
         })
     }
 

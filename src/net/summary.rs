@@ -141,6 +141,15 @@ impl Summary {
         }
     }
 
+    /// How many destinations are itemized.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn blocked_connections(&self) -> u64 {
         self.report().total(Decision::Blocked, false)
     }

@@ -117,12 +117,18 @@ pub struct ProxyOutcome {
     pub summary: Option<SummaryReport>,
     /// Why there is no summary.
     pub error: Option<String>,
+    /// A session proxy's snapshot: how full its lasting tables are (names handed out,
+    /// destinations itemized), in parts per thousand of their limits.
+    pub fill_permille: u64,
 }
 
 /// The largest summary accepted from the proxy process.
 const MAX_SUMMARY: usize = 16 << 20;
 /// How long the supervisor waits for the summary after the run.
 const SUMMARY_WAIT: Duration = Duration::from_secs(3);
+/// How long a session proxy waits, for a command that has ended, for the connections
+/// still being decided.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Fork the proxy process. Returns it and the init's end of the channel (to be inherited
 /// by the sandbox init: put it in `NetSpec::channel`, and drop it after the clone). The
@@ -170,21 +176,26 @@ impl Queries {
     }
 
     /// The proxy's summary so far (sanitized), or why there is none (the proxy is gone).
-    pub fn snapshot(&self) -> ProxyOutcome {
+    /// `settle`: a command has just ended; the proxy first waits (up to 1 s) for the
+    /// connections still being decided (looked up, connected) to be decided.
+    pub fn snapshot(&self, settle: bool) -> ProxyOutcome {
         let (ours, theirs) = match UnixStream::pair() {
             Ok(p) => p,
             Err(e) => {
                 return ProxyOutcome {
                     summary: None,
+                    fill_permille: 0,
                     error: Some(format!("the network proxy's summary: {e}")),
                 };
             }
         };
-        let sent = sys::send_fds(self.0.as_fd(), b"s", &[theirs.as_fd()]);
+        let what: &[u8] = if settle { b"e" } else { b"s" };
+        let sent = sys::send_fds(self.0.as_fd(), what, &[theirs.as_fd()]);
         drop(theirs);
         if let Err(e) = sent {
             return ProxyOutcome {
                 summary: None,
+                fill_permille: 0,
                 error: Some(format!("the session's network proxy is gone ({e})")),
             };
         }
@@ -216,24 +227,37 @@ fn outcome_of(read: std::io::Result<Vec<u8>>) -> ProxyOutcome {
         match read {
             Ok(bytes) if bytes.is_empty() => ProxyOutcome {
                 summary: None,
+                fill_permille: 0,
                 error: Some("the network proxy ended without its summary".into()),
             },
             Ok(bytes) => match serde_json::from_slice::<Report>(&bytes) {
                 Ok(Report::Summary(s)) => ProxyOutcome {
                     summary: Some(s.sanitized()),
                     error: None,
+                    fill_permille: 0,
+                },
+                Ok(Report::Snapshot {
+                    summary,
+                    fill_permille,
+                }) => ProxyOutcome {
+                    summary: Some(summary.sanitized()),
+                    error: None,
+                    fill_permille,
                 },
                 Ok(Report::Failed(why)) => ProxyOutcome {
                     summary: None,
+                    fill_permille: 0,
                     error: Some(printable_line(&why)),
                 },
                 Err(e) => ProxyOutcome {
                     summary: None,
+                    fill_permille: 0,
                     error: Some(format!("the network proxy's summary is not readable: {e}")),
                 },
             },
             Err(e) => ProxyOutcome {
                 summary: None,
+                fill_permille: 0,
                 error: Some(format!("the network proxy's summary: {e}")),
             },
         }
@@ -245,6 +269,11 @@ fn outcome_of(read: std::io::Result<Vec<u8>>) -> ProxyOutcome {
 #[serde(rename_all = "snake_case")]
 enum Report {
     Summary(SummaryReport),
+    /// A session proxy's answer to a query.
+    Snapshot {
+        summary: SummaryReport,
+        fill_permille: u64,
+    },
     Failed(String),
 }
 
@@ -369,14 +398,25 @@ fn answer_queries(control: &UnixStream, queries: BorrowedFd<'_>, engine: Option<
             let mut buf = [0u8; 8];
             match sys::recv_fds(queries, &mut buf) {
                 Ok((0, _)) => return,
-                Ok((_, mut fds)) => {
+                Ok((n, mut fds)) => {
                     // One descriptor per query; anything else is dropped unanswered.
                     if let (Some(reply), true) = (fds.pop(), fds.is_empty()) {
+                        if let (Some(e), b"e") = (engine, &buf[..n.min(1)]) {
+                            let until = Instant::now() + SETTLE_WAIT;
+                            while e.undecided() > 0 && Instant::now() < until {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                        }
                         let summary = engine.map(Engine::summary).unwrap_or_default();
+                        let fill_permille = engine.map_or(0, Engine::fill_permille);
                         let reply = UnixStream::from(reply);
                         // A handler that stops reading must not stall every later query.
                         let _ = reply.set_write_timeout(Some(SUMMARY_WAIT));
-                        write_report(&reply, &Report::Summary(summary.report()));
+                        let report = Report::Snapshot {
+                            summary: summary.report(),
+                            fill_permille,
+                        };
+                        write_report(&reply, &report);
                     }
                 }
                 Err(e) if e.errno == nix::errno::Errno::EINTR => {}

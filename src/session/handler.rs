@@ -343,7 +343,7 @@ fn serve(
         waits,
     } = prepared;
     // The session proxy's summary before the command: its report is what came after.
-    let proxy_before = queries(session).map(|q| q.snapshot());
+    let proxy_before = queries(session).map(|q| q.snapshot(false));
     let spec = &mut session.spec;
     let mut taken = true;
     if waits {
@@ -495,9 +495,9 @@ fn serve(
     };
     launch::conclude(&req, &done, audit, &user);
     // The session proxy's limits are per proxy (connections in its life, names its
-    // resolver hands out): past half of them the session ends after this command, and
-    // the next one starts with a new proxy.
-    let full = decided > crate::net::engine::Limits::default().max_connections / 2;
+    // resolver hands out, destinations its summary itemizes): past half of any the
+    // session ends after this command, and the next one starts with a new proxy.
+    let full = decided > 500;
     if home_over || full {
         // The server takes no command after this one's client hears its end: the signal
         // is pending before the client can connect again (see the server's loop).
@@ -528,28 +528,35 @@ fn serve(
 }
 
 /// The command's network summary: the session proxy's now, less what it had decided
-/// before the command (`before`); and how many decisions the proxy has made in its life.
+/// before the command (`before`); and how much of its lasting limits the proxy has used
+/// (parts per thousand).
 /// Without a summary, why (the proxy is gone: the session ends after this command).
 fn network_since(
     session: &Session<'_>,
     before: crate::sandbox::proxy::ProxyOutcome,
 ) -> (crate::sandbox::proxy::ProxyOutcome, u64) {
     use crate::sandbox::proxy::ProxyOutcome;
-    let Some(after) = queries(session).map(|q| q.snapshot()) else {
+    let Some(after) = queries(session).map(|q| q.snapshot(true)) else {
         return (before, 0);
     };
     match (before.summary, after.summary) {
         (Some(b), Some(a)) => {
+            // How much of the proxy's lasting limits is used, in parts per thousand: the
+            // connections of its life, the names handed out, the destinations itemized.
             let decided = a.allowed.saturating_add(a.blocked).saturating_add(a.failed);
+            let max = crate::net::engine::Limits::default().max_connections.max(1);
+            let used = (decided.saturating_mul(1000) / max).max(after.fill_permille);
             let out = ProxyOutcome {
                 summary: Some(a.since(&b)),
                 error: None,
+                fill_permille: after.fill_permille,
             };
-            (out, decided)
+            (out, used)
         }
         (_, None) => (
             ProxyOutcome {
                 summary: None,
+                fill_permille: 0,
                 error: after.error,
             },
             0,
@@ -557,6 +564,7 @@ fn network_since(
         (None, _) => (
             ProxyOutcome {
                 summary: None,
+                fill_permille: 0,
                 error: before.error,
             },
             0,
