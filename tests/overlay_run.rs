@@ -735,8 +735,13 @@ fn a_session_shares_one_overlay_mount_and_lets_it_go_for_apply() {
         .spawn()
         .unwrap()
     };
-    let a = spawn("echo ping > from_a; while [ ! -e from_b ]; do sleep 0.05; done; cat from_b");
-    let b = spawn("while [ ! -e from_a ]; do sleep 0.05; done; cat from_a; echo pong > from_b");
+    // (Each file is written, then renamed into place: seen only whole.)
+    let a = spawn(
+        "echo ping > a.tmp && mv a.tmp from_a; while [ ! -e from_b ]; do sleep 0.05; done; cat from_b",
+    );
+    let b = spawn(
+        "while [ ! -e from_a ]; do sleep 0.05; done; cat from_a; echo pong > b.tmp && mv b.tmp from_b",
+    );
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(ok(&a), "pong\n", "{}", text(&a.stderr));
     assert_eq!(ok(&b), "ping\n", "{}", text(&b.stderr));
