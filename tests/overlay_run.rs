@@ -686,54 +686,27 @@ fn a_session_shares_one_overlay_mount_and_lets_it_go_for_apply() {
     let canary = common::canary();
     let f = Fixture::git("echo 1 > a && echo old > h");
     let before = tree(&f.ws);
-    let run = |script: &str| {
-        f.sc_env(
-            &[
-                "run",
-                "--layer",
-                "default",
-                "--timeout",
-                "20s",
-                "--report",
-                "json",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            &warm,
-        )
-    };
+    // Every command with the same flags: a command of another policy is another session,
+    // which cannot mount the layer while this one holds it.
+    fn args(script: &str) -> Vec<&str> {
+        let mut a = vec!["run", "--layer", "default", "--timeout", "20s"];
+        a.extend(["--report", "json", "--", "sh", "-c", script]);
+        a
+    }
+    let run = |script: &str| f.sc_env(&args(script), &warm);
     let out = run("echo 2 > a; cat h");
     assert_eq!(ok(&out), "old\n", "{}", text(&out.stderr));
     let id = session_of(&out).expect("the first command ran in a session");
     assert_same(&tree(&f.ws), &before, "host after a warm command");
 
     // Two commands at once see each other's writes while both run: one mount (cold
-    // runs of one layer would take turns, and this would time out). (The same flags
-    // as the others: a command of another policy is another session, which cannot
-    // mount the layer while this one holds it.)
+    // runs of one layer would take turns, and this would time out).
     let spawn = |script: &str| {
-        f.command(
-            &[
-                "run",
-                "--layer",
-                "default",
-                "--timeout",
-                "20s",
-                "--report",
-                "json",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            &warm,
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        f.command(&args(script), &warm)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     // (Each file is written, then renamed into place: seen only whole.)
     let a = spawn(

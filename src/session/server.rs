@@ -814,6 +814,13 @@ fn dir_id(p: &Path) -> std::io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
+/// See [`Index::dir_change`].
+enum DirChange {
+    Ignore,
+    Rescan,
+    Walk,
+}
+
 /// inotify sees every change only on a local filesystem: on a network or FUSE one,
 /// another machine's (or the FUSE server's) files appear without an event.
 fn local_filesystem(ws: &Path) -> Result<(), String> {
@@ -1025,24 +1032,13 @@ impl Index {
         };
         let path = dir.join(name);
         if ev.mask.contains(AddWatchFlags::IN_ISDIR) {
-            let skipped =
-                (self.cfg.skip_dirs.iter()).any(|s| std::ffi::OsStr::new(s) == name.as_os_str());
-            if skipped {
-                return;
-            }
-            if ev
-                .mask
-                .intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_ATTRIB)
-            {
-                self.upper_rescan = true;
-            } else if ev
-                .mask
-                .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-            {
-                match self.walk_upper(&path) {
+            match self.dir_change(ev.mask, name) {
+                DirChange::Ignore => {}
+                DirChange::Rescan => self.upper_rescan = true,
+                DirChange::Walk => match self.walk_upper(&path) {
                     Ok(found) => self.fresh.extend(found.into_iter().map(|p| (p, false))),
                     Err(why) => self.broken = Some(why),
-                }
+                },
             }
         } else if ev
             .mask
@@ -1056,6 +1052,22 @@ impl Index {
             if let Ok(rel) = dir.strip_prefix(upper) {
                 self.fresh.insert((self.ws.join(rel).join(name), false));
             }
+        }
+    }
+
+    /// What an event about the subdirectory `name` of a watched directory asks for: a
+    /// skipped name nothing; one moved away or whose mode changed, a walk of the whole
+    /// tree again (paths below it changed, or it may be unreadable); a new one, a walk
+    /// of it.
+    fn dir_change(&self, mask: AddWatchFlags, name: &std::ffi::OsStr) -> DirChange {
+        if (self.cfg.skip_dirs.iter()).any(|s| std::ffi::OsStr::new(s) == name) {
+            DirChange::Ignore
+        } else if mask.intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_ATTRIB) {
+            DirChange::Rescan
+        } else if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
+            DirChange::Walk
+        } else {
+            DirChange::Ignore
         }
     }
 
@@ -1204,27 +1216,13 @@ impl Index {
                 };
                 let path = dir.join(&name);
                 if is_dir {
-                    let skipped = self
-                        .cfg
-                        .skip_dirs
-                        .iter()
-                        .any(|s| std::ffi::OsStr::new(s) == name.as_os_str());
-                    if skipped {
-                        continue;
-                    }
-                    if ev
-                        .mask
-                        .intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_ATTRIB)
-                    {
-                        self.rescan = true;
-                    } else if ev
-                        .mask
-                        .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-                    {
-                        match self.walk(&path) {
+                    match self.dir_change(ev.mask, &name) {
+                        DirChange::Ignore => {}
+                        DirChange::Rescan => self.rescan = true,
+                        DirChange::Walk => match self.walk(&path) {
                             Ok(found) => self.add_found(found),
                             Err(_) => self.rescan = true,
-                        }
+                        },
                     }
                 } else if ev
                     .mask
