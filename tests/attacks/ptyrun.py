@@ -24,6 +24,16 @@ while True:
     done, _ = os.waitpid(pid, os.WNOHANG)
     if done:
         break
+# What the command wrote between the last read and its exit is still queued (we hold the
+# slave open, so the master never reads EOF): drain it.
+while select.select([master], [], [], 0)[0]:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
 fl = fcntl.fcntl(slave, fcntl.F_GETFL)
 fcntl.fcntl(slave, fcntl.F_SETFL, fl | os.O_NONBLOCK)
 pending = b""
