@@ -881,3 +881,93 @@ fn a_session_shares_one_overlay_mount_and_lets_it_go_for_apply() {
         text(&out.stderr)
     );
 }
+
+/// The server's pid in a report's session section.
+fn server_of(out: &std::process::Output) -> Option<i32> {
+    let err = text(&out.stderr);
+    let line = err.lines().rev().find(|l| l.starts_with('{'))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["session"]["server"].as_i64().map(|p| p as i32)
+}
+
+#[test]
+fn a_command_that_reaches_a_session_as_it_ends_runs_in_the_next_one() {
+    if !ready() {
+        return;
+    }
+    use std::io::BufRead;
+    let warm = [("SHELLCAGE_SESSION", "auto")];
+    let f = Fixture::git("echo old > h");
+    let args = |script: &'static str| {
+        vec![
+            "run",
+            "--layer",
+            "default",
+            "--timeout",
+            "20s",
+            "--report",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]
+    };
+    let out = f.sc_env(&args("cat h"), &warm);
+    assert_eq!(ok(&out), "old\n", "{}", text(&out.stderr));
+    let (id, server) = (session_of(&out).unwrap(), server_of(&out).unwrap());
+    // The server is stopped, the host file changes, and a command connects while the
+    // server has not seen the change: its connection waits in the listener's queue. The
+    // server then sees the change first, ends, and never takes it (CI saw this order by
+    // chance, and the command ran cold).
+    let pid = nix::unistd::Pid::from_raw(server);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::fs::write(f.ws.join("h.new"), "new\n").unwrap();
+    std::fs::rename(f.ws.join("h.new"), f.ws.join("h")).unwrap();
+    let mut child = f
+        .command(&args("cat h"), &[warm[0], ("RUST_LOG", "shellcage=debug")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        said.push_str(&line);
+        if line.contains("client: request sent") {
+            break;
+        }
+        line.clear();
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(said.contains("client: request sent"), "{said}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let out = std::process::Output {
+        status,
+        stdout: stdout.into_bytes(),
+        stderr: format!("{said}{rest}").into_bytes(),
+    };
+    assert_eq!(ok(&out), "new\n", "{}", text(&out.stderr));
+    assert_eq!(
+        session_of(&out).as_deref(),
+        Some(id.as_str()),
+        "it ran cold: {}",
+        text(&out.stderr)
+    );
+    assert_ne!(server_of(&out), Some(server), "the ended session's server");
+    assert!(
+        text(&out.stderr).contains("nothing was started"),
+        "control: the first session was reached and took nothing: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("waiting for layer"),
+        "{}",
+        text(&out.stderr)
+    );
+}

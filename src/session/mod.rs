@@ -198,20 +198,41 @@ pub fn try_run(req: &Request) -> Option<i32> {
         return None;
     }
     tracing::debug!(target: "shellcage::timing", "client: connecting {}", req.started.elapsed().as_micros());
-    let conn = match connect(&sock) {
-        Some(c) => c,
-        None => match server::start(req, &dir, &key) {
-            Ok(()) => connect(&sock)?,
-            Err(why) => {
-                tracing::debug!(why, "no session: it could not be started");
-                if why != server::LAYER_BUSY {
-                    let _ = std::fs::write(dir.join(format!("{key}.cold")), why.as_bytes());
+    // A server that took the connection but started nothing was ending (its workspace
+    // changed between the connect and its look at the change, or its sandbox is no longer
+    // sound): asked once more, which starts the next session (and an overlay session
+    // waits for the ending one to let the layer go), rather than running cold.
+    for attempt in 0..2 {
+        let conn = match connect(&sock) {
+            Some(c) => c,
+            None => match server::start(req, &dir, &key) {
+                Ok(()) => connect(&sock)?,
+                Err(why) => {
+                    tracing::debug!(why, "no session: it could not be started");
+                    if why != server::LAYER_BUSY {
+                        let _ = std::fs::write(dir.join(format!("{key}.cold")), why.as_bytes());
+                    }
+                    return None;
                 }
-                return None;
+            },
+        };
+        match client(req, &key, conn) {
+            Client::Ran(code) => return Some(code),
+            Client::NotTaken(why) => {
+                tracing::debug!(why, attempt, "session: nothing was started");
             }
-        },
-    };
-    client(req, &key, conn)
+        }
+    }
+    tracing::debug!("no session: nothing was started twice");
+    None
+}
+
+/// What came of a command sent to a session.
+enum Client {
+    /// It ran (or was started and then lost): its exit code.
+    Ran(i32),
+    /// Nothing was started: the same command may still run once, elsewhere.
+    NotTaken(String),
 }
 
 /// A server that could not start for this key less than a minute ago: its reason.
@@ -246,7 +267,7 @@ fn connect(sock: &Path) -> Option<UnixStream> {
 
 /// The client's side of one command: send it, forward signals to the handler, return
 /// its exit code.
-fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
+fn client(req: &Request, key: &str, conn: UnixStream) -> Client {
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -266,10 +287,12 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
     };
     let stdio = [0, 1, 2].map(crate::sys::borrow_fd);
     // Blocked before the command exists: a ^C now is forwarded, not lost.
-    let signals = crate::supervise::SignalGuard::block().ok()?;
+    let signals = match crate::supervise::SignalGuard::block() {
+        Ok(s) => s,
+        Err(e) => return Client::NotTaken(format!("signals: {e}")),
+    };
     if let Err(e) = proto::send(conn.as_fd(), &msg, &stdio) {
-        tracing::debug!(%e, "no session: the request was not taken");
-        return None;
+        return Client::NotTaken(format!("the request was not taken: {e}"));
     }
     tracing::debug!(target: "shellcage::timing", "client: request sent {}", req.started.elapsed().as_micros());
     let mut handler: Option<OwnedFd> = None;
@@ -308,11 +331,10 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
                 }
                 Ok(Some((proto::Reply::Exit { code }, _))) => {
                     tracing::debug!(target: "shellcage::timing", "client: exit {}", req.started.elapsed().as_micros());
-                    return Some(code);
+                    return Client::Ran(code);
                 }
                 Ok(Some((proto::Reply::Cold { why }, _))) => {
-                    tracing::debug!(why, "no session: the server ran nothing");
-                    return None;
+                    return Client::NotTaken(format!("the server ran nothing: {why}"));
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -320,13 +342,14 @@ fn client(req: &Request, key: &str, conn: UnixStream) -> Option<i32> {
     }
     if handler.is_none() {
         // Nothing was started: a cold run is the same command, run once.
-        tracing::debug!("no session: the server closed the connection before starting anything");
-        return None;
+        return Client::NotTaken(
+            "the server closed the connection before starting anything".into(),
+        );
     }
     crate::say!(
         "shellcage: the session's server ended while the command ran (it was stopped or killed); the command was killed with it (hint: shellcage session status)"
     );
-    Some(128 + libc::SIGKILL)
+    Client::Ran(128 + libc::SIGKILL)
 }
 
 /// A session's description, next to its socket (`KEY.json`).
