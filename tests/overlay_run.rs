@@ -971,3 +971,58 @@ fn a_command_that_reaches_a_session_as_it_ends_runs_in_the_next_one() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_layer_let_go_within_moments_is_waited_for_and_the_command_runs_warm() {
+    if !ready() {
+        return;
+    }
+    use nix::fcntl::{Flock, FlockArg};
+    let warm = [("SHELLCAGE_SESSION", "auto")];
+    let f = Fixture::git("echo 1 > a");
+    let args = [
+        "run", "--layer", "default", "--report", "json", "--", "cat", "a",
+    ];
+    // The layer exists (a cold run made it) and no session holds it.
+    ok(&f.sc(&["run", "--layer", "default", "--no-session", "--", "true"]));
+    let lock = find_file(&f.state.join("shellcage/layers"), "lock").expect("the layer's lock");
+    // Held by a process that is no session (as the last processes of a session that has
+    // just ended are, once its description is gone), and let go 0.5 s later: the new
+    // session waits for it rather than sending the command cold.
+    let held = Flock::lock(
+        std::fs::OpenOptions::new().write(true).open(&lock).unwrap(),
+        FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
+    let child = f
+        .command(&args, &warm)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(&out), "1\n", "{}", text(&out.stderr));
+    assert!(
+        session_of(&out).is_some(),
+        "it ran cold: {}",
+        text(&out.stderr)
+    );
+}
+
+/// The first file named `name` below `dir`.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}

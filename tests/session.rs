@@ -1051,3 +1051,88 @@ fn a_git_config_copy_swapped_for_a_link_or_fifo_is_not_followed() {
     expect_code(&after, 0);
     assert_eq!(stdout(&after).trim(), "fresh", "{}", stderr(&after));
 }
+
+#[test]
+fn looking_at_sessions_does_not_keep_them_alive() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let profile = s.home.path().join("quick.toml");
+    std::fs::write(
+        &profile,
+        "version = 1\nextends = \"dev\"\nsession_idle = \"2s\"\n",
+    )
+    .unwrap();
+    expect_code(&s.run(&["--profile", profile.to_str().unwrap()], "true"), 0);
+    let servers = s.servers();
+    assert_eq!(servers.len(), 1);
+    // `session list` connects to every session of the user to see it answer (control:
+    // it does list this one); that is no command, so the idle time runs on.
+    let list = || s.command(&["session", "list"]).output().unwrap();
+    let ws = s.ws.path().to_str().unwrap().to_owned();
+    assert!(stdout(&list()).contains(&ws), "control: listed");
+    let ended = wait_for(Duration::from_secs(8), || {
+        let _ = list();
+        std::thread::sleep(Duration::from_millis(100));
+        !alive(servers[0])
+    });
+    assert!(ended, "the session lived on while it was looked at");
+}
+
+#[test]
+fn an_ending_session_leaves_the_next_ones_socket_and_description() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    let done = s.ws.path().join("done");
+    let running = s
+        .sh(
+            &[],
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", done.display()),
+        )
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || s.servers().len() == 1));
+    let server = s.servers()[0];
+    let json = std::fs::read_dir(s.sessions_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let sock = json.with_extension("sock");
+    // Asked to end once its command has: it takes no new command (its socket is gone).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !sock.exists()));
+    // What the next session of the key writes under the same names meanwhile (its
+    // socket, its description with its own pid).
+    std::fs::write(&sock, "next").unwrap();
+    let mut next: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    next["pid"] = serde_json::json!(std::process::id());
+    std::fs::write(&json, serde_json::to_vec(&next).unwrap()).unwrap();
+    std::fs::write(&done, "").unwrap();
+    expect_code(&running.wait_with_output().unwrap(), 0);
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(server)),
+        "control: the ending session ended"
+    );
+    assert_eq!(
+        std::fs::read(&sock).unwrap(),
+        b"next",
+        "the next socket stays"
+    );
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        kept["pid"],
+        serde_json::json!(std::process::id()),
+        "the next description stays"
+    );
+    let _ = std::fs::remove_file(&json);
+}

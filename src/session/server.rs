@@ -275,6 +275,9 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     let mut handlers: HashMap<Pid, ()> = HashMap::new();
     let mut last = Instant::now();
     let mut draining: Option<&'static str> = None;
+    // The socket's name is the key's: once it is removed (draining), the next session
+    // of this key may bind the same name while we still end, so it is removed only once.
+    let mut unlisten = Unlisten::new(&sock_path);
     // A handler whose command's sandbox is already started, waiting for the next command.
     let mut spare = fork_spare(&mut session);
     let stop = loop {
@@ -321,7 +324,7 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
                 } else if info.ssi_signo == Signal::SIGHUP as u32 {
                     // `home reset`: end once the running commands have.
                     if draining.is_none() {
-                        let _ = std::fs::remove_file(&sock_path);
+                        unlisten.now();
                         draining = Some("asked to end when its commands have");
                     }
                 } else if info.ssi_signo != Signal::SIGCHLD as u32 {
@@ -329,7 +332,7 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
                 }
             }
             if reap(&mut handlers, template, &mut last, &mut spare) && draining.is_none() {
-                let _ = std::fs::remove_file(&sock_path);
+                unlisten.now();
                 draining = Some("the session's sandbox is no longer sound");
             }
             if term {
@@ -346,7 +349,7 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
             index.update();
         }
         if let (Some(why), None) = (index.changed, draining) {
-            let _ = std::fs::remove_file(&sock_path);
+            unlisten.now();
             draining = Some(why);
         }
         if ready[2] {
@@ -362,13 +365,15 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
                     if used_spare {
                         spare = fork_spare(&mut session);
                     }
+                    // Only a command counts: `session list` and the like connect to every
+                    // session of the user to see it answer, and would keep them all alive.
+                    last = Instant::now();
                 }
-                last = Instant::now();
             }
         }
     };
     tracing::info!(?stop, "session ending");
-    let _ = std::fs::remove_file(&sock_path);
+    unlisten.now();
     drop(listener);
     // The spare sees its control socket close: its sandbox and cgroups go. Running
     // handlers (Stop::Now) have the parent-death signal: our exit kills them, and with
@@ -408,11 +413,43 @@ fn run(req: &Request, dir: &Path, key: &str, ready: OwnedFd) -> ! {
     if let Some(kept) = session.spec.home.take() {
         let _ = crate::sandbox::home::after_run(kept);
     }
-    let _ = std::fs::remove_file(&log);
-    // Last: `session status` lists the session until all of that is done.
-    let _ = std::fs::remove_file(&info_path);
-    let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
+    // Last: `session status` lists the session until all of that is done. The names are
+    // the key's: a next session of this key (started once our socket was gone) may have
+    // written its own description and log meanwhile, which stay.
+    if described_by(&info_path, info.pid) {
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&info_path);
+        let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
+    }
     sys::exit_now(0)
+}
+
+/// The socket's name, removed once (see the server's loop).
+struct Unlisten<'a> {
+    path: &'a Path,
+    done: bool,
+}
+
+impl<'a> Unlisten<'a> {
+    fn new(path: &'a Path) -> Self {
+        Unlisten { path, done: false }
+    }
+
+    fn now(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(self.path);
+            self.done = true;
+        }
+    }
+}
+
+/// Whether the description at `path` is the one of server `pid` (not a next session's
+/// of the same key; one being written, unreadable, is not ours).
+fn described_by(path: &Path, pid: i32) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<super::Info>(&b).ok())
+        .is_some_and(|i| i.pid == pid)
 }
 
 fn alive(pid: Pid) -> bool {
@@ -518,17 +555,25 @@ fn build<'a>(
             let store = crate::overlay::Store::from_env(&policy.home);
             let profile = crate::launch::layer_profile(req);
             // A session that holds it and is ending (its workspace changed, it was
-            // asked to) lets it go within moments: wait up to 2 s for that, not for a
-            // cold command (no session to ask: refused at once).
+            // asked to) lets it go within moments, and so do the last processes of one
+            // that has just ended: wait up to 2 s for that, asking the sessions that hold
+            // it now and then. A cold command that holds it longer: this client then
+            // runs cold, and waits for it there (the same wait, said on stderr).
             let until = Instant::now() + std::time::Duration::from_secs(2);
+            let dir = store.workspace_dir(&policy.workspace).join(name);
+            let mut ask = Instant::now();
             loop {
                 match hold::hold_now(&store, &policy.workspace, name, &profile) {
                     Ok(h) => break Some(h),
                     Err(HoldError::Busy(_)) => {
-                        let dir = store.workspace_dir(&policy.workspace).join(name);
-                        let asked = super::release_layer(&dir, super::Release::AfterCommands);
-                        if asked == 0 || Instant::now() >= until {
+                        let now = Instant::now();
+                        if now >= until {
                             return Err(LAYER_BUSY.into());
+                        }
+                        if now >= ask {
+                            let asked = super::release_layer(&dir, super::Release::AfterCommands);
+                            tracing::debug!(asked, "session: the layer is held; waiting");
+                            ask = now + std::time::Duration::from_millis(250);
                         }
                         std::thread::sleep(std::time::Duration::from_millis(10));
                     }
