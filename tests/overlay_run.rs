@@ -986,9 +986,9 @@ fn a_layer_let_go_within_moments_is_waited_for_and_the_command_runs_warm() {
     // The layer exists (a cold run made it) and no session holds it.
     ok(&f.sc(&["run", "--layer", "default", "--no-session", "--", "true"]));
     let lock = find_file(&f.state.join("shellcage/layers"), "lock").expect("the layer's lock");
-    // Held by a process that is no session (as the last processes of a session that has
-    // just ended are, once its description is gone), and let go 0.5 s later: the new
-    // session waits for it rather than sending the command cold.
+    // Held by a process that is no session (as a session that has just let it go and
+    // removed its description looks by the time the new one lists the holders), and let
+    // go 0.5 s later: the new session waits for it rather than sending the command cold.
     let held = Flock::lock(
         std::fs::OpenOptions::new().write(true).open(&lock).unwrap(),
         FlockArg::LockExclusiveNonblock,

@@ -1086,15 +1086,22 @@ fn an_ending_session_leaves_the_next_ones_socket_and_description() {
         return;
     }
     let s = Session::new();
-    let done = s.ws.path().join("done");
+    let (started, done) = (s.ws.path().join("started"), s.ws.path().join("done"));
     let running = s
         .sh(
-            &[],
-            &format!("while [ ! -e {} ]; do sleep 0.05; done", done.display()),
+            &["--report-file", "/dev/stderr", "--report", "json"],
+            &format!(
+                "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+                started.display(),
+                done.display()
+            ),
         )
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || s.servers().len() == 1));
+    // The command runs (in the session: its report says so below).
+    assert!(wait_for(Duration::from_secs(10), || started.exists()));
+    assert_eq!(s.servers().len(), 1);
     let server = s.servers()[0];
     let json = std::fs::read_dir(s.sessions_dir())
         .unwrap()
@@ -1118,7 +1125,13 @@ fn an_ending_session_leaves_the_next_ones_socket_and_description() {
     next["pid"] = serde_json::json!(std::process::id());
     std::fs::write(&json, serde_json::to_vec(&next).unwrap()).unwrap();
     std::fs::write(&done, "").unwrap();
-    expect_code(&running.wait_with_output().unwrap(), 0);
+    let out = running.wait_with_output().unwrap();
+    expect_code(&out, 0);
+    assert!(
+        report(&out)["session"]["server"] == serde_json::json!(server),
+        "it ran in the session: {}",
+        stderr(&out)
+    );
     assert!(
         wait_for(Duration::from_secs(10), || !alive(server)),
         "control: the ending session ended"

@@ -417,7 +417,17 @@ impl Layer {
                 None => {
                     let asked = super::release(&self.dir, super::Release::IfIdle);
                     if asked == 0 {
-                        break;
+                        // No session holds it now, but one may have held it at our try:
+                        // a session lets the layer go before it removes its description,
+                        // so one that ended in between has let it go. Once more, then it
+                        // is a command's (or another apply's): refused at once.
+                        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                            Ok(lock) => return Ok(LayerLock { _lock: lock }),
+                            Err((_, nix::errno::Errno::EWOULDBLOCK)) => break,
+                            Err((_, e)) => {
+                                return Err(OverlayError::io("cannot lock", &path, e.into()));
+                            }
+                        }
                     }
                     *until.insert(Instant::now() + Duration::from_secs(2))
                 }

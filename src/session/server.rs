@@ -555,10 +555,12 @@ fn build<'a>(
             let store = crate::overlay::Store::from_env(&policy.home);
             let profile = crate::launch::layer_profile(req);
             // A session that holds it and is ending (its workspace changed, it was
-            // asked to) lets it go within moments, and so do the last processes of one
-            // that has just ended: wait up to 2 s for that, asking the sessions that hold
-            // it now and then. A cold command that holds it longer: this client then
-            // runs cold, and waits for it there (the same wait, said on stderr).
+            // asked to) lets it go within moments: wait up to 2 s for that, asking the
+            // sessions that hold it now and then. (Whatever holds it: a session lets the
+            // layer go just before it removes its description, so one may be listed
+            // nowhere by the time we look.) A cold command that holds it longer: this
+            // client then runs cold, and waits for it there (the same wait, said on
+            // stderr).
             let until = Instant::now() + std::time::Duration::from_secs(2);
             let dir = store.workspace_dir(&policy.workspace).join(name);
             let mut ask = Instant::now();
