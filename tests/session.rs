@@ -83,6 +83,24 @@ impl Session {
         self.rt.path().join("shellcage/sessions")
     }
 
+    /// Start a session whose profile extends dev with `session_idle = IDLE` (one `true`
+    /// run in it); its server's pid.
+    fn started_with_idle(&self, idle: &str) -> i32 {
+        let profile = self.home.path().join("quick.toml");
+        std::fs::write(
+            &profile,
+            format!("version = 1\nextends = \"dev\"\nsession_idle = \"{idle}\"\n"),
+        )
+        .unwrap();
+        expect_code(
+            &self.run(&["--profile", profile.to_str().unwrap()], "true"),
+            0,
+        );
+        let servers = self.servers();
+        assert_eq!(servers.len(), 1);
+        servers[0]
+    }
+
     /// The pids of the servers that have a description file.
     fn servers(&self) -> Vec<i32> {
         let mut out = Vec::new();
@@ -407,16 +425,8 @@ fn an_idle_session_ends_by_itself() {
         return;
     }
     let s = Session::new();
-    let profile = s.home.path().join("quick.toml");
-    std::fs::write(
-        &profile,
-        "version = 1\nextends = \"dev\"\nsession_idle = \"1s\"\n",
-    )
-    .unwrap();
-    expect_code(&s.run(&["--profile", profile.to_str().unwrap()], "true"), 0);
-    let servers = s.servers();
-    assert_eq!(servers.len(), 1);
-    assert!(wait_for(Duration::from_secs(10), || !alive(servers[0])));
+    let server = s.started_with_idle("1s");
+    assert!(wait_for(Duration::from_secs(10), || !alive(server)));
     assert!(s.servers().is_empty(), "its files are removed");
 }
 
@@ -1058,15 +1068,7 @@ fn looking_at_sessions_does_not_keep_them_alive() {
         return;
     }
     let s = Session::new();
-    let profile = s.home.path().join("quick.toml");
-    std::fs::write(
-        &profile,
-        "version = 1\nextends = \"dev\"\nsession_idle = \"2s\"\n",
-    )
-    .unwrap();
-    expect_code(&s.run(&["--profile", profile.to_str().unwrap()], "true"), 0);
-    let servers = s.servers();
-    assert_eq!(servers.len(), 1);
+    let server = s.started_with_idle("2s");
     // `session list` connects to every session of the user to see it answer (control:
     // it does list this one); that is no command, so the idle time runs on.
     let list = || s.command(&["session", "list"]).output().unwrap();
@@ -1075,7 +1077,7 @@ fn looking_at_sessions_does_not_keep_them_alive() {
     let ended = wait_for(Duration::from_secs(8), || {
         let _ = list();
         std::thread::sleep(Duration::from_millis(100));
-        !alive(servers[0])
+        !alive(server)
     });
     assert!(ended, "the session lived on while it was looked at");
 }
