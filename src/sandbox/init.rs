@@ -416,6 +416,11 @@ pub struct Known<'a> {
 /// The byte a session's command init sends when its root is checked.
 pub const WARM_READY: u8 = b'k';
 
+/// The byte the handler answers with once its client knows the command started: only
+/// then is the command forked. (A handler gone before it, so the client heard nothing
+/// started and may run the command elsewhere: nothing of it runs here.)
+pub const WARM_GO: u8 = b'g';
+
 /// The lines of `/proc/self/mountinfo`: the mounts of our mount namespace.
 pub fn mount_count() -> std::io::Result<usize> {
     Ok(std::fs::read("/proc/self/mountinfo")?
@@ -526,6 +531,18 @@ pub fn run_warm(spec: &mut SandboxSpec, report_fd: RawFd, start: WarmStart<'_>) 
         .then(lookups::bind_for_session_command)
         .and_then(Result::ok)
         .map(|s| Responder::new(s, spec.hostname));
+    // The client has heard `Started` before anything of the command runs.
+    let mut go = [0u8; 1];
+    let went = loop {
+        match nix::unistd::read(sys::borrow_fd(start.sock), &mut go) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(1) => break go[0] == WARM_GO,
+            _ => break false,
+        }
+    };
+    if !went {
+        sys::exit_now(EXIT_SETUP);
+    }
     let mut keep = vec![0, 1, 2, report_fd];
     keep.extend_from_slice(&ruleset_fds);
     keep.extend(spec.layer_lock);

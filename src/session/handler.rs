@@ -380,9 +380,9 @@ fn serve(
                 _ => break false,
             }
         };
-    drop(go);
     tracing::debug!(target: "shellcage::timing", "session: command's root checked {}", start.elapsed().as_micros());
     if !ready {
+        drop(go);
         let _ = nix::sys::signal::kill(spawned.child, Signal::SIGKILL);
         let _ = waitpid(spawned.child, None);
         let why = read_error(spawned.report)
@@ -421,13 +421,18 @@ fn serve(
         None => proto::send(conn.as_fd(), &started, &[]),
     };
     drop(me);
-    // The client gone (killed, or it failed to take the answer): the command dies.
+    // The client gone (killed, or it failed to take the answer): the command dies, and
+    // was never forked (the init waits for our go, which only a client that heard
+    // `Started` gets: one that did not may run the command elsewhere).
     let init_fd = sys::pidfd_open(spawned.child).ok();
     if sent.is_err() {
         if let Some(fd) = &init_fd {
             let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
         }
+    } else {
+        sys::write_all_raw(go.as_raw_fd(), &[init::WARM_GO]);
     }
+    drop(go);
     watch_client(&conn, init_fd);
     let outcome = supervise::supervise(
         spawned.child,
