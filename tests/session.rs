@@ -1151,3 +1151,76 @@ fn an_ending_session_leaves_the_next_ones_socket_and_description() {
     );
     let _ = std::fs::remove_file(&json);
 }
+
+#[test]
+fn nothing_of_a_command_runs_before_its_client_heard_it_started() {
+    if !needs_sandbox() {
+        return;
+    }
+    let s = Session::new();
+    expect_code(&s.run(&[], "true"), 0);
+    let json = std::fs::read_dir(s.sessions_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let key = json.file_stem().unwrap().to_str().unwrap().to_owned();
+    let ran = s.ws.path().join("ran");
+    // A client of our own whose stderr is a full pipe: the handler blocks writing the
+    // line about the dropped variable, which comes before it tells the client the command
+    // started. Had the command begun meanwhile, a client that heard nothing could send it
+    // elsewhere and it would run twice. Then the pipe is drained: it runs (control).
+    let request = serde_json::json!({
+        "key": key,
+        "argv": ["sh", "-c", format!("touch {}", ran.display())],
+        "cwd": s.ws.path(),
+        "env": [["PATH", "/usr/bin:/bin"], ["PIP_INDEX_URL", "https://user:pass@pkgs.example.org/simple"]],
+        "report_file": null,
+        "report": false,
+    });
+    let script = format!(
+        "import socket,sys,os,time,fcntl,threading
+ran = sys.argv[2]
+r, w = os.pipe()
+fl = fcntl.fcntl(w, fcntl.F_GETFL)
+fcntl.fcntl(w, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+try:
+    while True: os.write(w, b'x' * 4096)
+except BlockingIOError: pass
+fcntl.fcntl(w, fcntl.F_SETFL, fl)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect({:?})
+socket.send_fds(s, [sys.argv[1].encode()], [0, 1, w])
+time.sleep(0.8)
+print('before', os.path.exists(ran))
+def drain():
+    while os.read(r, 65536): pass
+threading.Thread(target=drain, daemon=True).start()
+said = b''
+while b'exit' not in said:
+    m = s.recv(65536)
+    if not m: break
+    said += m
+print('after', os.path.exists(ran), said.decode())",
+        json.with_extension("sock").display().to_string()
+    );
+    let out = s
+        .caller(Command::new("python3"))
+        .args(["-c", &script, &request.to_string()])
+        .arg(&ran)
+        .output()
+        .unwrap();
+    let said = stdout(&out);
+    assert!(
+        said.contains("before False"),
+        "it ran before its client heard it started: {said}{}",
+        stderr(&out)
+    );
+    assert!(
+        said.contains("after True"),
+        "control: it ran once the client could hear: {said}{}",
+        stderr(&out)
+    );
+    assert!(said.contains("\"started\""), "{said}");
+}
