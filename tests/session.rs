@@ -101,6 +101,16 @@ impl Session {
         servers[0]
     }
 
+    /// The (first) file of the sessions directory whose name ends in `.EXT`.
+    fn file(&self, ext: &str) -> PathBuf {
+        std::fs::read_dir(self.sessions_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .unwrap_or_else(|| panic!("no .{ext} file in the sessions directory"))
+    }
+
     /// The pids of the servers that have a description file.
     fn servers(&self) -> Vec<i32> {
         let mut out = Vec::new();
@@ -452,12 +462,7 @@ fn another_user_cannot_reach_the_socket() {
     }
     let s = Session::new();
     expect_code(&s.run(&[], "true"), 0);
-    let sock = std::fs::read_dir(s.sessions_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "sock"))
-        .unwrap();
+    let sock = s.file("sock");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"])
         .arg(format!(
@@ -780,12 +785,7 @@ fn a_client_with_no_new_privs_gets_nothing_and_a_plain_one_is_answered() {
     }
     let s = Session::new();
     expect_code(&s.run(&[], "true"), 0);
-    let sock = std::fs::read_dir(s.sessions_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "sock"))
-        .unwrap();
+    let sock = s.file("sock");
     // What a sandbox without a user namespace (the container tier) looks like: same
     // uid, same user namespace, but no_new_privs.
     let script = format!(
@@ -1105,12 +1105,7 @@ fn an_ending_session_leaves_the_next_ones_socket_and_description() {
     assert!(wait_for(Duration::from_secs(10), || started.exists()));
     assert_eq!(s.servers().len(), 1);
     let server = s.servers()[0];
-    let json = std::fs::read_dir(s.sessions_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .unwrap();
+    let json = s.file("json");
     let sock = json.with_extension("sock");
     // Asked to end once its command has: it takes no new command (its socket is gone).
     nix::sys::signal::kill(
@@ -1159,12 +1154,7 @@ fn nothing_of_a_command_runs_before_its_client_heard_it_started() {
     }
     let s = Session::new();
     expect_code(&s.run(&[], "true"), 0);
-    let json = std::fs::read_dir(s.sessions_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .unwrap();
+    let json = s.file("json");
     let key = json.file_stem().unwrap().to_str().unwrap().to_owned();
     let ran = s.ws.path().join("ran");
     // A client of our own whose stderr is a full pipe: the handler blocks writing the
