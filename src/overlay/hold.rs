@@ -46,9 +46,6 @@ pub enum HoldError {
     Layer(#[from] OverlayError),
     #[error("timeout after {0:?} waiting for layer {1:?} (another command is using it)")]
     Timeout(Duration, String),
-    /// Held by another command or session ([`hold_now`]).
-    #[error("layer {0:?} is in use by another command")]
-    Busy(String),
 }
 
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -63,34 +60,8 @@ pub fn hold(
     profile: &LayerProfile,
     deadline: Option<(Instant, Duration)>,
 ) -> Result<Held, HoldError> {
-    hold_with(store, workspace, name, profile, Wait::Until(deadline))
-}
-
-/// As [`hold`], without waiting: `Busy` while another command or session holds it
-/// (a session's server, which must not keep its first client waiting).
-pub fn hold_now(
-    store: &Store,
-    workspace: &Path,
-    name: &str,
-    profile: &LayerProfile,
-) -> Result<Held, HoldError> {
-    hold_with(store, workspace, name, profile, Wait::No)
-}
-
-enum Wait {
-    No,
-    Until(Option<(Instant, Duration)>),
-}
-
-fn hold_with(
-    store: &Store,
-    workspace: &Path,
-    name: &str,
-    profile: &LayerProfile,
-    wait: Wait,
-) -> Result<Held, HoldError> {
     let layer = Layer::begin_with(store, workspace, name, Some(profile))?;
-    let lock = lock(&layer, wait)?;
+    let lock = lock(&layer, deadline)?;
     check_upper_fs(&layer.upper())?;
     clear_volatile(&layer)?;
     let dirs = LayerDirs {
@@ -101,23 +72,16 @@ fn hold_with(
     Ok(Held { layer, dirs, lock })
 }
 
-fn lock(layer: &Layer, wait: Wait) -> Result<Flock<File>, HoldError> {
+fn lock(layer: &Layer, deadline: Option<(Instant, Duration)>) -> Result<Flock<File>, HoldError> {
     let path = layer.dir.join("lock");
     let mut file = lock_file(&layer.dir)?;
     let mut said = false;
     let mut asked = Instant::now();
-    let deadline = match wait {
-        Wait::No => None,
-        Wait::Until(d) => d,
-    };
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
             Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
             Err((_, e)) => return Err(OverlayError::io("cannot lock", &path, e.into()).into()),
-        }
-        if matches!(wait, Wait::No) {
-            return Err(HoldError::Busy(layer.name().to_string()));
         }
         // A session that holds the layer between its commands is asked to end once its
         // running ones have (else it would keep the layer until its idle time); asked

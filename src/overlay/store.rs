@@ -421,13 +421,8 @@ impl Layer {
                         // a session lets the layer go before it removes its description,
                         // so one that ended in between has let it go. Once more, then it
                         // is a command's (or another apply's): refused at once.
-                        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                            Ok(lock) => return Ok(LayerLock { _lock: lock }),
-                            Err((_, nix::errno::Errno::EWOULDBLOCK)) => break,
-                            Err((_, e)) => {
-                                return Err(OverlayError::io("cannot lock", &path, e.into()));
-                            }
-                        }
+                        until = Some(Instant::now());
+                        continue;
                     }
                     *until.insert(Instant::now() + Duration::from_secs(2))
                 }

@@ -548,39 +548,28 @@ fn build<'a>(
             policy_file.as_bytes(),
         )),
     };
-    // An overlay workspace: the layer is held now, without waiting (a cold command on
-    // it runs to its end first; this client then runs cold too).
+    // An overlay workspace: the layer is held for the session's life, taken now.
     let layer = match &policy.workspace_layer {
         Some(name) => {
             let store = crate::overlay::Store::from_env(&policy.home);
             let profile = crate::launch::layer_profile(req);
             // A session that holds it and is ending (its workspace changed, it was
-            // asked to) lets it go within moments: wait up to 2 s for that, asking the
-            // sessions that hold it now and then. (Whatever holds it: a session lets the
-            // layer go just before it removes its description, so one may be listed
-            // nowhere by the time we look.) A cold command that holds it longer: this
-            // client then runs cold, and waits for it there (the same wait, said on
-            // stderr).
-            let until = Instant::now() + std::time::Duration::from_secs(2);
-            let dir = store.workspace_dir(&policy.workspace).join(name);
-            let mut ask = Instant::now();
-            loop {
-                match hold::hold_now(&store, &policy.workspace, name, &profile) {
-                    Ok(h) => break Some(h),
-                    Err(HoldError::Busy(_)) => {
-                        let now = Instant::now();
-                        if now >= until {
-                            return Err(LAYER_BUSY.into());
-                        }
-                        if now >= ask {
-                            let asked = super::release_layer(&dir, super::Release::AfterCommands);
-                            tracing::debug!(asked, "session: the layer is held; waiting");
-                            ask = now + std::time::Duration::from_millis(250);
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                    Err(e) => return Err(e.to_string()),
-                }
+            // asked to) lets it go within moments: `hold` waits up to 2 s for that,
+            // asking the sessions that hold it now and then. (Whatever holds it: a
+            // session lets the layer go just before it removes its description, so one
+            // may be listed nowhere by the time we look.) A cold command that holds it
+            // longer: this client then runs cold, and waits for it there.
+            let limit = std::time::Duration::from_secs(2);
+            match hold::hold(
+                &store,
+                &policy.workspace,
+                name,
+                &profile,
+                Some((Instant::now(), limit)),
+            ) {
+                Ok(h) => Some(h),
+                Err(HoldError::Timeout(..)) => return Err(LAYER_BUSY.into()),
+                Err(e) => return Err(e.to_string()),
             }
         }
         None => None,
